@@ -499,7 +499,8 @@ func filterFlags(s *specs.LinuxSeccomp) (uintptr, error) {
 // It returns the notification listener fd (close-on-exec, owned by the
 // caller) or -1 when no rule uses SCMP_ACT_NOTIFY. A nil or empty profile
 // loads nothing and returns -1 and no error. Errors from Compile are returned
-// as is; a refused load is returned with the errno wrapped.
+// as is; a refused load is returned with the errno wrapped. Only amd64 is
+// supported.
 //
 // Preconditions: the OS thread is locked, since without TSYNC the filter
 // only applies to the calling thread, and no_new_privs is set or the caller
@@ -508,6 +509,11 @@ func Load(s *specs.LinuxSeccomp) (listenerFd int, err error) {
 	prog, err := Compile(s)
 	if err != nil || prog == nil {
 		return -1, err
+	}
+	// The program's native section is x86_64; elsewhere it would kill the
+	// first syscall as a bad architecture.
+	if runtime.GOARCH != "amd64" {
+		return -1, fmt.Errorf("load seccomp filter: architecture %s is not supported", runtime.GOARCH)
 	}
 	flags, err := filterFlags(s)
 	if err != nil {
