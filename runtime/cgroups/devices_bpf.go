@@ -72,8 +72,8 @@ func deviceProgram(devs []specs.LinuxDeviceCgroup) ([]bpfInsn, error) {
 		insn(opAnd32Imm, rType, 0, 0, 0xffff),
 		insn(opMov32Reg, rAccess, rAccTyp, 0, 0),
 		insn(opRsh32Imm, rAccess, 0, 0, 16),
-		insn(opLdxMemW, rMajor, rCtx, 0, 4),
-		insn(opLdxMemW, rMinor, rCtx, 0, 8),
+		insn(opLdxMemW, rMajor, rCtx, 4, 0),
+		insn(opLdxMemW, rMinor, rCtx, 8, 0),
 	}
 	verdict := int32(0)
 	if !st.defaultAllow {

@@ -142,9 +142,9 @@ func setMemoryV2(dir string, mem *specs.LinuxMemory) error {
 }
 
 // cpuWeight converts v1 cpu.shares (2..262144, default 1024) to v2 cpu.weight
-// (1..10000, default 100). It is runc's current formula: a quadratic in
-// log2(shares) that maps 2->1, 1024->100 and 262144->10000, unlike the
-// linear one it replaced, which put the default 1024 at 39.
+// (1..10000, default 100) as runc 1.3.2 and later do (runc#4785): a quadratic
+// in log2(shares) through 2->1, 1024->100 and 262144->10000. The linear
+// formula it replaced put the default 1024 at 39.
 func cpuWeight(shares uint64) uint64 {
 	if shares == 0 {
 		return 0
