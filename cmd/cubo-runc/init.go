@@ -1,0 +1,16 @@
+package main
+
+import (
+	"os"
+
+	"github.com/cubo-dev/cubo/runtime/initproc"
+)
+
+// The container init is this same binary re-executed as "cubo-runc init".
+// It is dispatched from a package init function, before main and kong, so
+// the init pays for nothing it does not use.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		initproc.Init()
+	}
+}

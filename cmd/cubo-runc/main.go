@@ -1,0 +1,219 @@
+// Command cubo-runc is Cubo's OCI runtime: a drop-in for runc that takes an
+// OCI bundle and runs the container's lifecycle (create, start, kill,
+// delete, state, ...) with runc's CLI contract.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+)
+
+// Set by the linker (see the Makefile).
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// specVersion is the OCI runtime-spec version this build implements.
+const specVersion = "1.3.0"
+
+// globals are runc's global flags.
+type globals struct {
+	Root          string      `help:"Root directory for storage of container state (default: /run/cubo-runc, or $XDG_RUNTIME_DIR/cubo-runc when rootless)."`
+	Log           string      `help:"Set the log file to write runtime logs to (default: stderr)."`
+	LogFormat     string      `name:"log-format" default:"text" enum:"text,json" help:"Set the log format ('text' (default), or 'json')."`
+	Debug         bool        `help:"Enable debug logging."`
+	SystemdCgroup bool        `name:"systemd-cgroup" help:"Use the systemd cgroup path syntax (slice:prefix:name); recorded at create."`
+	Rootless      string      `default:"auto" enum:"true,false,auto" help:"Ignore cgroup permission errors (true, false or auto)."`
+	Criu          string      `hidden:"" help:"Ignored; accepted for compatibility."`
+	Version       versionFlag `short:"v" help:"Print the version."`
+
+	log zerolog.Logger
+}
+
+type versionFlag bool
+
+// BeforeReset prints the version before kong checks required arguments, so
+// `cubo-runc --version` works alone, as with runc.
+func (versionFlag) BeforeReset(app *kong.Kong) error {
+	fmt.Fprintf(app.Stdout, "cubo-runc version %s\ncommit: %s\nspec: %s\n", version, commit, specVersion)
+	app.Exit(0)
+	return nil
+}
+
+type cli struct {
+	globals
+
+	Create   createCmd   `cmd:"" help:"Create a container."`
+	Start    startCmd    `cmd:"" help:"Start a created container."`
+	Run      runCmd      `cmd:"" help:"Create and run a container."`
+	State    stateCmd    `cmd:"" help:"Output the state of a container."`
+	List     listCmd     `cmd:"" help:"List containers started by cubo-runc with the given root."`
+	Kill     killCmd     `cmd:"" help:"Send a signal to a container's init (or all) processes."`
+	Delete   deleteCmd   `cmd:"" help:"Delete any resources held by the container."`
+	Spec     specCmd     `cmd:"" help:"Create a new specification file."`
+	Features featuresCmd `cmd:"" help:"Show the enabled features."`
+	Pause    pauseCmd    `cmd:"" help:"Pause all processes inside the container."`
+	Resume   resumeCmd   `cmd:"" help:"Resume all processes that have been previously paused."`
+	Ps       psCmd       `cmd:"" help:"Display the processes running inside a container."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// exitError carries a process exit status out of a command without an
+// error message (run and exec return the container process's status).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func run(args []string) int {
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("cubo-runc"),
+		kong.Description("Cubo's OCI runtime, compatible with runc's command line."),
+		kong.UsageOnError(),
+		kong.Exit(os.Exit),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cubo-runc:", err)
+		return 1
+	}
+	args = normalizeArgs(parser, args)
+	kctx, err := parser.Parse(args)
+	// Logging is configured from whatever global flags did parse, so even a
+	// flag error lands in the --log file as callers expect.
+	c.globals.setupLog()
+	if err != nil {
+		return c.globals.fail(err, 1)
+	}
+	if c.Criu != "" {
+		c.globals.log.Warn().Msg("--criu is ignored")
+	}
+	err = kctx.Run(&c.globals)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	code := 1
+	if strings.HasPrefix(kctx.Command(), "exec") {
+		code = 255
+	}
+	return c.globals.fail(err, code)
+}
+
+// fail reports err as one error log entry, and also plainly on stderr when
+// the log goes elsewhere, as containerd and conmon read one or the other.
+func (g *globals) fail(err error, code int) int {
+	msg := err.Error()
+	g.log.Error().Msg(msg)
+	if g.Log != "" && g.Log != "/dev/stderr" {
+		fmt.Fprintln(os.Stderr, msg)
+	}
+	return code
+}
+
+func (g *globals) setupLog() {
+	out := os.Stderr
+	if g.Log != "" {
+		f, err := os.OpenFile(g.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_SYNC, 0o644)
+		if err == nil {
+			out = f
+		} else {
+			fmt.Fprintf(os.Stderr, "open log file %s: %v\n", g.Log, err)
+		}
+	}
+	zerolog.TimeFieldFormat = time.RFC3339
+	zerolog.MessageFieldName = "msg"
+	zerolog.LevelFieldMarshalFunc = func(l zerolog.Level) string {
+		if l == zerolog.WarnLevel {
+			return "warning"
+		}
+		return l.String()
+	}
+	level := zerolog.WarnLevel
+	if g.Debug {
+		level = zerolog.DebugLevel
+	}
+	if g.LogFormat == "json" {
+		g.log = zerolog.New(out).Level(level).With().Timestamp().Logger()
+		return
+	}
+	w := zerolog.ConsoleWriter{
+		Out:        out,
+		NoColor:    true,
+		TimeFormat: time.RFC3339,
+		PartsOrder: []string{zerolog.TimestampFieldName, zerolog.LevelFieldName, zerolog.MessageFieldName},
+		FormatTimestamp: func(i any) string {
+			return fmt.Sprintf("time=%q", fmt.Sprint(i))
+		},
+		FormatLevel: func(i any) string {
+			s := fmt.Sprint(i)
+			if s == "warn" {
+				s = "warning"
+			}
+			return "level=" + s
+		},
+		FormatMessage: func(i any) string {
+			return fmt.Sprintf("msg=%q", fmt.Sprint(i))
+		},
+	}
+	g.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// root returns the state root: --root, or runc's default rule.
+func (g *globals) root() (string, error) {
+	r := g.Root
+	if r == "" {
+		r = "/run/cubo-runc"
+		if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" && g.rootlessMode() {
+			r = filepath.Join(xdg, "cubo-runc")
+		}
+	}
+	abs, err := filepath.Abs(r)
+	if err != nil {
+		return "", fmt.Errorf("resolve root %s: %w", r, err)
+	}
+	if abs == "/" {
+		return "", errors.New("refusing to use / as the state root")
+	}
+	return abs, nil
+}
+
+// rootlessMode is runc's rule: euid != 0, or root in a user namespace
+// whose USER is not root.
+func (g *globals) rootlessMode() bool {
+	switch g.Rootless {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	if os.Geteuid() != 0 {
+		return true
+	}
+	if inUserNS() {
+		return os.Getenv("USER") != "root"
+	}
+	return false
+}
+
+func inUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}

@@ -1,0 +1,27 @@
+package main
+
+import "github.com/cubo-dev/cubo/runtime/container"
+
+type startCmd struct {
+	ID string `arg:"" name:"container-id" optional:""`
+}
+
+func (c *startCmd) Run(g *globals) error {
+	ct, err := load(g, c.ID)
+	if err != nil {
+		return err
+	}
+	return ct.Start()
+}
+
+// load finds a container under the root.
+func load(g *globals, id string) (*container.Container, error) {
+	if err := container.ValidateID(id); err != nil {
+		return nil, err
+	}
+	root, err := g.root()
+	if err != nil {
+		return nil, err
+	}
+	return container.Load(root, id)
+}

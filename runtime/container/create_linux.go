@@ -1,0 +1,438 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	goruntime "runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/runtime/cgroups"
+	"github.com/cubo-dev/cubo/runtime/internal/hooks"
+	"github.com/cubo-dev/cubo/runtime/internal/linux"
+	"github.com/cubo-dev/cubo/runtime/internal/proto"
+)
+
+// CreateOpts are the inputs of Create beyond the root and the ID.
+type CreateOpts struct {
+	// Bundle is the absolute bundle directory; Spec was loaded from it.
+	Bundle string
+	Spec   *specs.Spec
+	// ConsoleSocket is a connected AF_UNIX socket to send the pty master
+	// to; required iff Spec.Process.Terminal.
+	ConsoleSocket *os.File
+	NoPivot       bool
+	NoNewKeyring  bool
+	// PreserveFds passes fds 3..3+N-1 of this process to the container.
+	PreserveFds   int
+	SystemdCgroup bool
+	Rootless      bool
+	// Stdin, Stdout and Stderr become the container's stdio; nil means
+	// this process's own.
+	Stdin, Stdout, Stderr *os.File
+	// ExtraEnv is added to the init's (cleared) environment, such as
+	// LISTEN_FDS for socket activation.
+	ExtraFiles []*os.File
+}
+
+var idRegexp = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// ValidateID applies runc's ID rules plus a length cap: the ID becomes a
+// directory name, so it may not exceed NAME_MAX.
+func ValidateID(id string) error {
+	if id == "" {
+		return ErrEmptyID
+	}
+	if len(id) > 255 || !idRegexp.MatchString(id) || id == "." || id == ".." || filepath.Clean("/"+id) != "/"+id {
+		return ErrInvalidID
+	}
+	return nil
+}
+
+// Create makes the container: it starts the init in new namespaces, puts it
+// in its cgroup, lets it build the rootfs, runs the create-time hooks, and
+// returns once the init is blocked on the exec fifo and state.json is
+// written. On failure nothing is left behind.
+func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	s := o.Spec
+	if s.Process == nil {
+		return nil, errors.New("config.json has no process")
+	}
+	if s.Process.Terminal && o.ConsoleSocket == nil {
+		return nil, errors.New("process.terminal requires a console socket")
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create root %s: %w", root, err)
+	}
+	dir := filepath.Join(root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, ErrExist
+		}
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	// From here on, every failure removes the state dir.
+	c := &Container{root: root, dir: dir}
+	c.ID = id
+	c.Bundle = o.Bundle
+	c.Config = s
+	c.SystemdCgroup = o.SystemdCgroup
+	c.Rootless = o.Rootless
+	var mgr cgroups.Manager
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		if c.init != nil {
+			_ = c.init.Kill()
+			_, _ = c.init.Wait()
+		}
+		if mgr != nil {
+			_ = mgr.Destroy()
+		}
+		os.RemoveAll(dir)
+	}()
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+
+	c.Rootfs = s.Root.Path
+	if !filepath.IsAbs(c.Rootfs) {
+		c.Rootfs = filepath.Join(o.Bundle, c.Rootfs)
+	}
+	if r, err := filepath.EvalSymlinks(c.Rootfs); err == nil {
+		c.Rootfs = r
+	}
+
+	fifoPath := filepath.Join(dir, fifoName)
+	if err := unix.Mkfifo(fifoPath, 0o622); err != nil {
+		return nil, fmt.Errorf("create exec fifo: %w", err)
+	}
+	// The mode above is trimmed by the umask; set it exactly so a
+	// non-root container user can open it for writing.
+	if err := os.Chmod(fifoPath, 0o622); err != nil {
+		return nil, fmt.Errorf("chmod exec fifo: %w", err)
+	}
+	if uid := rootUID(s); uid != 0 {
+		if err := os.Chown(fifoPath, uid, rootGID(s)); err != nil {
+			return nil, fmt.Errorf("chown exec fifo: %w", err)
+		}
+	}
+	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer fifo.Close()
+
+	parentSock, childSock, err := proto.Socketpair()
+	if err != nil {
+		return nil, err
+	}
+	defer parentSock.Close()
+	defer childSock.Close()
+
+	exe, err := initExecutable()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+
+	// fds of the init: 0-2 stdio, then the preserved fds (so they keep
+	// their numbers in the container), then ours.
+	files := make([]*os.File, 0, o.PreserveFds+len(o.ExtraFiles)+4)
+	for i := 0; i < o.PreserveFds; i++ {
+		fd := 3 + i
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", i, o.PreserveFds, err)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "preserved-"+strconv.Itoa(fd)))
+	}
+	files = append(files, o.ExtraFiles...)
+	env := []string{"GOMAXPROCS=1"}
+	addFile := func(name string, f *os.File) int {
+		files = append(files, f)
+		n := 2 + len(files)
+		if name != "" {
+			env = append(env, name+"="+strconv.Itoa(n))
+		}
+		return n
+	}
+	addFile(proto.EnvInitPipe, childSock)
+	addFile(proto.EnvFifoFd, fifo)
+	if o.ConsoleSocket != nil {
+		addFile(proto.EnvConsoleFd, o.ConsoleSocket)
+	}
+	exeFd := addFile("", exe)
+
+	cloneFlags, pidnsPath, err := cloneFlags(s)
+	if err != nil {
+		return nil, err
+	}
+	c.OwnPidNS = cloneFlags&unix.CLONE_NEWPID != 0
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(exeFd),
+		Args:       []string{"cubo-runc", "init"},
+		Env:        env,
+		Dir:        o.Bundle,
+		Stdin:      orStd(o.Stdin, os.Stdin),
+		Stdout:     orStd(o.Stdout, os.Stdout),
+		Stderr:     orStd(o.Stderr, os.Stderr),
+		ExtraFiles: files,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: uintptr(cloneFlags),
+			Setsid:     true,
+		},
+	}
+	if cloneFlags&unix.CLONE_NEWUSER != 0 {
+		cmd.SysProcAttr.UidMappings = idMaps(s.Linux.UIDMappings)
+		cmd.SysProcAttr.GidMappings = idMaps(s.Linux.GIDMappings)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	}
+	if err := startInPidNS(cmd, pidnsPath); err != nil {
+		return nil, fmt.Errorf("start container init: %w", err)
+	}
+	c.init = cmd.Process
+	c.InitPid = cmd.Process.Pid
+	childSock.Close()
+	st, err := linux.Stat(c.InitPid)
+	if err != nil {
+		return nil, fmt.Errorf("read init start time: %w", err)
+	}
+	c.InitStartTime = st.StartTime
+
+	var res *specs.LinuxResources
+	cgPath := ""
+	if s.Linux != nil {
+		res = effectiveResources(s)
+		cgPath = s.Linux.CgroupsPath
+	}
+	mgr, err = cgroups.New(cgroups.Config{Path: cgPath, Name: id, Resources: res, Rootless: o.Rootless})
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	if err := mgr.Apply(c.InitPid); err != nil {
+		return nil, fmt.Errorf("apply cgroups: %w", err)
+	}
+	if res != nil {
+		if err := mgr.Set(res); err != nil {
+			return nil, fmt.Errorf("set cgroup resources: %w", err)
+		}
+	}
+	c.CgroupPaths = mgr.Paths()
+
+	cfg := &proto.InitConfig{
+		ID:           id,
+		Spec:         s,
+		Rootfs:       c.Rootfs,
+		Bundle:       o.Bundle,
+		NoPivot:      o.NoPivot,
+		NoNewKeyring: o.NoNewKeyring,
+		PreserveFds:  o.PreserveFds + len(o.ExtraFiles),
+		HookSync:     s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0), //nolint:staticcheck // prestart is deprecated but still used by Docker
+		CgroupNS:     hasNewNS(s, specs.CgroupNamespace),
+	}
+	if err := proto.Send(parentSock, proto.Message{Type: proto.MsgConfig, Config: cfg}); err != nil {
+		return nil, err
+	}
+	for done := false; !done; {
+		m, err := proto.Recv(parentSock)
+		if err == io.EOF {
+			return nil, c.initDied()
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch m.Type {
+		case proto.MsgHooks:
+			st := c.OCIState(Created)
+			st.Status = specs.StateCreating
+			if err := hooks.Run(s.Hooks.Prestart, st, "prestart"); err != nil { //nolint:staticcheck // see above
+				return nil, err
+			}
+			if err := hooks.Run(s.Hooks.CreateRuntime, st, "createRuntime"); err != nil {
+				return nil, err
+			}
+			if err := proto.Send(parentSock, proto.Message{Type: proto.MsgHooksDone}); err != nil {
+				return nil, err
+			}
+		case proto.MsgReady:
+			done = true
+		case proto.MsgError:
+			return nil, fmt.Errorf("unable to start container process: %s", m.Error)
+		default:
+			return nil, fmt.Errorf("unexpected %s message from init", m.Type)
+		}
+	}
+	c.Created = time.Now().UTC()
+	if err := c.save(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// initDied turns an unexpected EOF from the init into an error with its
+// exit status.
+func (c *Container) initDied() error {
+	ps, err := c.init.Wait()
+	c.init = nil
+	if err != nil {
+		return fmt.Errorf("container init exited unexpectedly: %w", err)
+	}
+	return fmt.Errorf("container init exited unexpectedly: %s", ps)
+}
+
+// Wait waits for the init of a container created by this process.
+func (c *Container) Wait() (*os.ProcessState, error) {
+	if c.init == nil {
+		return nil, errors.New("container init is not a child of this process")
+	}
+	return c.init.Wait()
+}
+
+func orStd(f, std *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return std
+}
+
+var nsCloneFlags = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+// cloneFlags returns the namespaces to create at clone time. The cgroup
+// namespace is left to the init (it must be created after joining the
+// cgroup); a pid namespace given by path is returned for startInPidNS.
+func cloneFlags(s *specs.Spec) (flags int, pidnsPath string, err error) {
+	if s.Linux == nil {
+		return 0, "", nil
+	}
+	for _, ns := range s.Linux.Namespaces {
+		f, ok := nsCloneFlags[ns.Type]
+		if !ok {
+			return 0, "", fmt.Errorf("unknown namespace type %q", ns.Type)
+		}
+		if ns.Path != "" {
+			switch ns.Type {
+			case specs.PIDNamespace:
+				pidnsPath = ns.Path
+			case specs.UserNamespace, specs.MountNamespace:
+				return 0, "", fmt.Errorf("joining an existing %s namespace (%s) is not supported yet", ns.Type, ns.Path)
+			}
+			continue
+		}
+		switch ns.Type {
+		case specs.CgroupNamespace:
+			continue
+		case specs.TimeNamespace:
+			return 0, "", errors.New("time namespaces are not supported yet")
+		}
+		flags |= f
+	}
+	if flags&unix.CLONE_NEWNS == 0 {
+		return 0, "", errors.New("a mount namespace is required")
+	}
+	return flags, pidnsPath, nil
+}
+
+func hasNewNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	if s.Linux == nil {
+		return false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t && ns.Path == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// startInPidNS starts cmd, inside the pid namespace at path if one is given.
+// setns(CLONE_NEWPID) only changes the namespace of future children, so the
+// clone in cmd.Start lands there.
+//
+// Preconditions: none; the OS thread is locked here and, if restoring the
+// original namespace fails, never unlocked so the Go runtime discards it.
+func startInPidNS(cmd *exec.Cmd, path string) error {
+	if path == "" {
+		return cmd.Start()
+	}
+	goruntime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/pid_for_children", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		goruntime.UnlockOSThread()
+		return fmt.Errorf("open own pid namespace: %w", err)
+	}
+	defer unix.Close(orig)
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		goruntime.UnlockOSThread()
+		return fmt.Errorf("open pid namespace %s: %w", path, err)
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWPID); err != nil {
+		goruntime.UnlockOSThread()
+		return fmt.Errorf("join pid namespace %s: %w", path, err)
+	}
+	startErr := cmd.Start()
+	if err := unix.Setns(orig, unix.CLONE_NEWPID); err != nil {
+		// Leave the thread locked: it is in the wrong namespace, and a
+		// goroutine exiting while locked makes the runtime drop it.
+		return fmt.Errorf("restore pid namespace: %w", err)
+	}
+	goruntime.UnlockOSThread()
+	return startErr
+}
+
+func idMaps(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, 0, len(m))
+	for _, e := range m {
+		out = append(out, syscall.SysProcIDMap{ContainerID: int(e.ContainerID), HostID: int(e.HostID), Size: int(e.Size)})
+	}
+	return out
+}
+
+// rootUID is the host uid that container root maps to.
+func rootUID(s *specs.Spec) int {
+	if s.Linux != nil {
+		for _, m := range s.Linux.UIDMappings {
+			if m.ContainerID == 0 {
+				return int(m.HostID)
+			}
+		}
+	}
+	return 0
+}
+
+func rootGID(s *specs.Spec) int {
+	if s.Linux != nil {
+		for _, m := range s.Linux.GIDMappings {
+			if m.ContainerID == 0 {
+				return int(m.HostID)
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,196 @@
+// Package initproc is the container side of cubo-runc: the code that runs in
+// the re-executed "cubo-runc init" process, already inside the new
+// namespaces, and ends by executing the user's program. Init never returns.
+//
+// Everything here runs on one locked OS thread: setns, unshare(CLONE_NEWCGROUP),
+// capabilities and seccomp are per-thread, and the execve at the end must
+// happen on the thread that carries them.
+package initproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/runtime/internal/proto"
+)
+
+// Init is called from the cubo-runc binary's package init when argv[1] is
+// "init". It reads its fds from _CUBO_* variables, clears the environment so
+// nothing of the runtime leaks into the container, builds the container and
+// execs the user process. On failure it reports to the parent and exits 1.
+func Init() {
+	goruntime.GOMAXPROCS(1)
+	goruntime.LockOSThread()
+
+	sockFd, err := envFd(proto.EnvInitPipe)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cubo-runc init:", err)
+		os.Exit(1)
+	}
+	sock := os.NewFile(uintptr(sockFd), "init-sock")
+	fifoFd, _ := envFd(proto.EnvFifoFd)
+	consoleFd, _ := envFd(proto.EnvConsoleFd)
+	os.Clearenv()
+
+	msg, err := proto.Recv(sock)
+	if err != nil || msg.Type != proto.MsgConfig || msg.Config == nil {
+		// The parent died or sent garbage: nobody is listening, just go.
+		os.Exit(1)
+	}
+	in := &initState{cfg: msg.Config, sock: sock, fifoFd: fifoFd, consoleFd: consoleFd}
+	if err := in.run(); err != nil {
+		if in.sock != nil {
+			_ = proto.Send(in.sock, proto.Message{Type: proto.MsgError, Error: err.Error()})
+		} else {
+			// After MsgReady the parent is gone; the container's stderr is
+			// the only channel left, as with runc.
+			fmt.Fprintln(os.Stderr, "cubo-runc init:", err)
+		}
+		os.Exit(1)
+	}
+	panic("unreachable: exec returned without error")
+}
+
+func envFd(name string) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return -1, fmt.Errorf("%s is not set; this mode is internal to cubo-runc", name)
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return -1, fmt.Errorf("bad %s=%q", name, v)
+	}
+	return fd, nil
+}
+
+// initState carries what the steps of run share.
+type initState struct {
+	cfg       *proto.InitConfig
+	sock      *os.File
+	fifoFd    int
+	consoleFd int
+}
+
+func (in *initState) run() error {
+	c := in.cfg
+	s := c.Spec
+	if s.Process == nil {
+		return errors.New("config has no process")
+	}
+	if c.CgroupNS {
+		// The parent has put us in the container's cgroup by now, so the
+		// new namespace is rooted there.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	if err := joinNamespaces(s); err != nil {
+		return err
+	}
+	if !c.NoNewKeyring {
+		if err := joinSessionKeyring(c.ID); err != nil {
+			return err
+		}
+	}
+	if s.Process.OOMScoreAdj != nil {
+		// Before pivot_root: /proc here is still the host's, which is
+		// always mounted; the container may not mount /proc at all.
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*s.Process.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("set oom_score_adj: %w", err)
+		}
+	}
+	if err := in.setupRootfs(); err != nil {
+		return err
+	}
+	if s.Process.Terminal {
+		if err := in.setupConsole(); err != nil {
+			return err
+		}
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", s.Hostname, err)
+		}
+	}
+	if s.Domainname != "" {
+		if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
+			return fmt.Errorf("set domainname %q: %w", s.Domainname, err)
+		}
+	}
+	if s.Linux != nil {
+		if err := writeSysctls(s.Linux.Sysctl); err != nil {
+			return err
+		}
+	}
+	// Read-only and masked paths come after sysctls, which write /proc/sys.
+	if err := finalizeRootfs(s); err != nil {
+		return err
+	}
+	if err := setRlimits(s.Process.Rlimits); err != nil {
+		return err
+	}
+	p, err := newProcess(s.Process)
+	if err != nil {
+		return err
+	}
+	// See CVE-2024-21626: no fd of the runtime may reach the container.
+	// Everything past stdio and the preserved fds is marked close-on-exec
+	// (our own sync socket and fifo fd included; they work until execve).
+	if err := unix.CloseRange(uint(3+c.PreserveFds), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("mark fds close-on-exec: %w", err)
+	}
+	if s.Linux != nil && s.Linux.Seccomp != nil && !s.Process.NoNewPrivileges {
+		// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
+		// the container user usually lacks: load it before dropping it,
+		// as runc does. The profile must then allow the few syscalls the
+		// rest of the init makes (Docker's and podman's do).
+		if err := loadSeccomp(s.Linux.Seccomp); err != nil {
+			return err
+		}
+	}
+	if err := p.finalize(); err != nil {
+		return err
+	}
+	// Resolve args[0] now so a missing executable fails create, as callers
+	// (Docker, podman) map this wording to exit 127.
+	if err := p.lookPath(); err != nil {
+		return err
+	}
+	if err := proto.Send(in.sock, proto.Message{Type: proto.MsgReady}); err != nil {
+		return err
+	}
+	in.sock.Close()
+	in.sock = nil
+
+	if err := in.waitStart(); err != nil {
+		return err
+	}
+	if s.Hooks != nil && len(s.Hooks.StartContainer) > 0 {
+		st := p.hookState(c, os.Getpid())
+		if err := runHooks(s.Hooks.StartContainer, st, "startContainer"); err != nil {
+			return err
+		}
+	}
+	return p.exec(s)
+}
+
+// waitStart blocks until `cubo-runc start` opens the exec fifo for reading.
+func (in *initState) waitStart() error {
+	// Reopen through /proc/self/fd: the O_PATH fd was opened on the host
+	// side, and the fifo path itself is not reachable after pivot_root.
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(in.fifoFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	if _, err := unix.Write(fd, []byte{0}); err != nil {
+		return fmt.Errorf("write exec fifo: %w", err)
+	}
+	unix.Close(fd)
+	unix.Close(in.fifoFd)
+	return nil
+}

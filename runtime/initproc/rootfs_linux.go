@@ -1,0 +1,622 @@
+package initproc
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/runtime/internal/proto"
+	"github.com/cubo-dev/cubo/spec"
+)
+
+// setupRootfs mounts everything config.json asks for under the rootfs and
+// switches the process root to it.
+func (in *initState) setupRootfs() error {
+	c := in.cfg
+	s := c.Spec
+	// Never let our mounts propagate back to the host: everything becomes
+	// a slave (or what rootfsPropagation says) before the first mount.
+	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	var rootProp uintptr
+	if s.Linux != nil && s.Linux.RootfsPropagation != "" {
+		p, ok := propagationFlags[s.Linux.RootfsPropagation]
+		if !ok {
+			return fmt.Errorf("invalid rootfsPropagation %q", s.Linux.RootfsPropagation)
+		}
+		rootProp = p
+		prop = p
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("set propagation of / to %s: %w", propName(prop), err)
+	}
+	// pivot_root refuses a new root whose parent mount is shared.
+	if err := makeParentPrivate(c.Rootfs); err != nil {
+		return err
+	}
+	// pivot_root and MS_MOVE need the rootfs to be a mount point.
+	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind mount rootfs %s: %w", c.Rootfs, err)
+	}
+	root, err := os.OpenFile(c.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open rootfs: %w", err)
+	}
+	defer root.Close()
+
+	devBound := false
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if cleanDest(m.Destination) == "/dev" && isBind(m) {
+			devBound = true
+		}
+		if err := in.mountOne(root, m); err != nil {
+			return err
+		}
+	}
+	if !devBound {
+		if err := createDevices(root, s); err != nil {
+			return err
+		}
+		if err := setupDevSymlinks(c.Rootfs); err != nil {
+			return err
+		}
+	}
+	if c.HookSync {
+		if err := proto.Send(in.sock, proto.Message{Type: proto.MsgHooks}); err != nil {
+			return err
+		}
+		m, err := proto.Recv(in.sock)
+		if err != nil {
+			return fmt.Errorf("wait for prestart hooks: %w", err)
+		}
+		if m.Type != proto.MsgHooksDone {
+			return fmt.Errorf("wait for prestart hooks: unexpected %s message", m.Type)
+		}
+	}
+	if s.Hooks != nil && len(s.Hooks.CreateContainer) > 0 {
+		// createContainer hooks run in the container's namespaces but
+		// before pivot_root, with the bundle as cwd.
+		st := &specs.State{Version: s.Version, ID: c.ID, Status: specs.StateCreating, Pid: os.Getpid(), Bundle: c.Bundle, Annotations: s.Annotations}
+		if err := runHooks(s.Hooks.CreateContainer, st, "createContainer"); err != nil {
+			return err
+		}
+	}
+	if c.NoPivot {
+		err = moveRoot(c.Rootfs)
+	} else {
+		err = pivotRoot(c.Rootfs)
+	}
+	if err != nil {
+		return err
+	}
+	if rootProp != 0 && rootProp&(unix.MS_SHARED) != 0 {
+		if err := unix.Mount("", "/", "", rootProp, ""); err != nil {
+			return fmt.Errorf("set propagation of / to %s: %w", propName(rootProp), err)
+		}
+	}
+	return nil
+}
+
+var propagationFlags = map[string]uintptr{
+	"private":     unix.MS_PRIVATE,
+	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,
+	"slave":       unix.MS_SLAVE,
+	"rslave":      unix.MS_SLAVE | unix.MS_REC,
+	"shared":      unix.MS_SHARED,
+	"rshared":     unix.MS_SHARED | unix.MS_REC,
+	"unbindable":  unix.MS_UNBINDABLE,
+	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
+}
+
+func propName(p uintptr) string {
+	for k, v := range propagationFlags {
+		if v == p {
+			return k
+		}
+	}
+	return strconv.FormatUint(uint64(p), 16)
+}
+
+func cleanDest(d string) string {
+	// runc 1.1 accepts relative destinations as relative to "/".
+	return filepath.Clean("/" + d)
+}
+
+func isBind(m *specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+// makeParentPrivate makes the mount holding path private if it is shared.
+func makeParentPrivate(path string) error {
+	mi, err := mountOf(path)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(mi.optional, "shared:") {
+		return nil
+	}
+	if err := unix.Mount("", mi.mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", mi.mountpoint, err)
+	}
+	return nil
+}
+
+type mountEntry struct {
+	root, mountpoint, optional, fstype, source, superOpts string
+}
+
+// readMountinfo parses /proc/self/mountinfo. The moby/sys/mountinfo package
+// is not used here because the init needs only a few fields and runs on the
+// create hot path.
+func readMountinfo() ([]mountEntry, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mountEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 6 || len(fields) < sep+3 {
+			continue
+		}
+		e := mountEntry{root: unescape(fields[3]), mountpoint: unescape(fields[4]), optional: strings.Join(fields[6:sep], " "), fstype: fields[sep+1], source: fields[sep+2]}
+		if len(fields) > sep+3 {
+			e.superOpts = fields[sep+3]
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
+
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// mountOf returns the mount entry whose mount point is the longest prefix of path.
+func mountOf(path string) (mountEntry, error) {
+	entries, err := readMountinfo()
+	if err != nil {
+		return mountEntry{}, err
+	}
+	var best mountEntry
+	found := false
+	for _, e := range entries {
+		if e.mountpoint == path || e.mountpoint == "/" || strings.HasPrefix(path, e.mountpoint+"/") {
+			if !found || len(e.mountpoint) >= len(best.mountpoint) {
+				best, found = e, true
+			}
+		}
+	}
+	if !found {
+		return best, fmt.Errorf("no mount found for %s", path)
+	}
+	return best, nil
+}
+
+// mountOne performs one entry of config.json's mounts. The destination is
+// resolved inside the rootfs without following symlinks out of it, and the
+// mount targets the resolved fd through /proc/self/fd, so a symlink swapped
+// in after resolution cannot redirect it to the host.
+func (in *initState) mountOne(root *os.File, m *specs.Mount) error {
+	dest := cleanDest(m.Destination)
+	opts := spec.ParseMountOptions(m.Options)
+	bind := isBind(m)
+	if m.Type == "cgroup" && !bind {
+		return in.mountCgroupV1(root, m, dest, opts)
+	}
+	src := m.Source
+	isDir := true
+	if bind {
+		if !filepath.IsAbs(src) {
+			// Relative sources are relative to the bundle (our cwd).
+			src = filepath.Join(in.cfg.Bundle, src)
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return fmt.Errorf("bind mount source %s: %w", m.Source, err)
+		}
+		isDir = fi.IsDir()
+	}
+	target, err := mkTarget(root, dest, isDir)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dest, err)
+	}
+	defer target.Close()
+	tpath := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
+	if bind {
+		flags := uintptr(unix.MS_BIND)
+		if opts.Flags&unix.MS_REC != 0 {
+			flags |= unix.MS_REC
+		}
+		if err := unix.Mount(src, tpath, "", flags, ""); err != nil {
+			return fmt.Errorf("bind mount %s on %s: %w", m.Source, dest, err)
+		}
+	} else {
+		typ := m.Type
+		data := opts.Data
+		if err := unix.Mount(m.Source, tpath, typ, opts.Flags, data); err != nil {
+			return fmt.Errorf("mount %s (%s) on %s: %w", m.Source, typ, dest, err)
+		}
+	}
+	// Reopen the now-mounted target so propagation and attributes apply to
+	// the new mount, not the one underneath.
+	mounted, err := pathrs.OpenatInRoot(root, dest)
+	if err != nil {
+		return fmt.Errorf("reopen mount %s: %w", dest, err)
+	}
+	defer mounted.Close()
+	mpath := "/proc/self/fd/" + strconv.Itoa(int(mounted.Fd()))
+	if bind {
+		// A bind mount ignores other flags; they need a remount of the
+		// new mount (mpath, not tpath, which is the dir underneath).
+		if rem := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rem != 0 {
+			if err := remountBind(mpath, rem); err != nil {
+				return fmt.Errorf("remount %s: %w", dest, err)
+			}
+		}
+	}
+	for _, p := range opts.Propagation {
+		if err := unix.Mount("", mpath, "", p, ""); err != nil {
+			return fmt.Errorf("set propagation on %s: %w", dest, err)
+		}
+	}
+	if opts.RecAttrSet != 0 || opts.RecAttrClr != 0 {
+		attr := &unix.MountAttr{Attr_set: opts.RecAttrSet, Attr_clr: opts.RecAttrClr}
+		if err := unix.MountSetattr(int(mounted.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+			return fmt.Errorf("set recursive mount attributes on %s: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+// remountBind applies flags to an existing bind mount, keeping the flags the
+// kernel locks (nosuid, nodev, noexec, atime) from the source mount, which a
+// remount may not clear.
+func remountBind(path string, flags uintptr) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err == nil {
+		flags |= uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	}
+	return unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
+}
+
+// remountInRoot remounts the mount now at dest (inside root) with flags.
+func remountInRoot(root *os.File, dest string, flags uintptr) error {
+	f, err := pathrs.OpenatInRoot(root, dest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return remountBind("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), flags)
+}
+
+// mkTarget creates dest inside root (a directory, or an empty file for a
+// file bind mount) and returns an O_PATH handle to it.
+func mkTarget(root *os.File, dest string, isDir bool) (*os.File, error) {
+	if isDir {
+		return pathrs.MkdirAllHandle(root, dest, 0o755)
+	}
+	if f, err := pathrs.OpenatInRoot(root, dest); err == nil {
+		return f, nil
+	}
+	parent, err := pathrs.MkdirAllHandle(root, filepath.Dir(dest), 0o755)
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	fd, err := unix.Openat(int(parent.Fd()), filepath.Base(dest), unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0o644)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, err
+	}
+	if err == nil {
+		unix.Close(fd)
+	}
+	return pathrs.OpenatInRoot(root, dest)
+}
+
+// mountCgroupV1 gives the container a cgroupfs at dest. Without a cgroup
+// namespace it bind-mounts the container's own cgroup of each hierarchy, as
+// runc does; with one it mounts fresh cgroupfs instances, whose root the
+// kernel already scopes to the namespace.
+func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, opts spec.MountOptions) error {
+	entries, err := readMountinfo()
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	own, err := ownCgroups()
+	if err != nil {
+		return err
+	}
+	v2Only := true
+	for _, e := range entries {
+		if e.fstype == "cgroup" {
+			v2Only = false
+		}
+	}
+	if v2Only {
+		// A pure v2 host: a "cgroup" mount means cgroup2, as runc does.
+		m2 := *m
+		m2.Type = "cgroup2"
+		return in.mountCgroup2(root, &m2, dest, opts, entries, own)
+	}
+	target, err := mkTarget(root, dest, true)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dest, err)
+	}
+	tpath := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
+	err = unix.Mount("tmpfs", tpath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755")
+	target.Close()
+	if err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dest, err)
+	}
+	flags := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+	for _, e := range entries {
+		if (e.fstype != "cgroup" && e.fstype != "cgroup2") || !strings.HasPrefix(e.mountpoint, "/sys/fs/cgroup/") {
+			continue
+		}
+		name := filepath.Base(e.mountpoint)
+		sub, err := mkTarget(root, dest+"/"+name, true)
+		if err != nil {
+			return fmt.Errorf("mount %s/%s: %w", dest, name, err)
+		}
+		spath := "/proc/self/fd/" + strconv.Itoa(int(sub.Fd()))
+		if in.cfg.CgroupNS {
+			data := ""
+			if e.fstype == "cgroup" {
+				data = cgroupSubsystems(e.superOpts)
+			}
+			err = unix.Mount("cgroup", spath, e.fstype, flags, data)
+		} else {
+			key := cgroupKey(e)
+			rel := own[key]
+			// Paths in /proc/self/cgroup are relative to the hierarchy
+			// root, the mount may show only a subtree of it.
+			rel = strings.TrimPrefix(rel, strings.TrimSuffix(e.root, "/"))
+			err = unix.Mount(filepath.Join(e.mountpoint, rel), spath, "", unix.MS_BIND|unix.MS_REC, "")
+			if err == nil && flags != 0 {
+				err = remountInRoot(root, dest+"/"+name, flags)
+			}
+		}
+		sub.Close()
+		if err != nil {
+			return fmt.Errorf("mount cgroup %s on %s/%s: %w", name, dest, name, err)
+		}
+	}
+	if flags&unix.MS_RDONLY != 0 {
+		t, err := pathrs.OpenatInRoot(root, dest)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		if err := unix.Mount("", "/proc/self/fd/"+strconv.Itoa(int(t.Fd())), "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
+			return fmt.Errorf("remount %s read-only: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+func (in *initState) mountCgroup2(root *os.File, m *specs.Mount, dest string, opts spec.MountOptions, entries []mountEntry, own map[string]string) error {
+	target, err := mkTarget(root, dest, true)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dest, err)
+	}
+	defer target.Close()
+	tpath := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
+	flags := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+	err = unix.Mount("cgroup2", tpath, "cgroup2", flags, "")
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY) {
+		// Without a cgroup namespace the kernel may refuse a fresh
+		// instance; bind the container's own cgroup instead.
+		for _, e := range entries {
+			if e.fstype == "cgroup2" {
+				rel := strings.TrimPrefix(own[""], strings.TrimSuffix(e.root, "/"))
+				if err = unix.Mount(filepath.Join(e.mountpoint, rel), tpath, "", unix.MS_BIND|unix.MS_REC, ""); err == nil && flags != 0 {
+					err = remountInRoot(root, dest, flags)
+				}
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mount cgroup2 on %s: %w", dest, err)
+	}
+	return nil
+}
+
+// ownCgroups maps each hierarchy key (its controller list, "name=x" for
+// named ones, "" for v2) to this process's cgroup path in it.
+func ownCgroups() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("read own cgroups: %w", err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 {
+			out[parts[1]] = parts[2]
+		}
+	}
+	return out, nil
+}
+
+// cgroupSubsystems extracts the controllers (and name=) from super options.
+func cgroupSubsystems(superOpts string) string {
+	var keep []string
+	for _, o := range strings.Split(superOpts, ",") {
+		switch {
+		case o == "rw" || o == "ro" || strings.HasPrefix(o, "release_agent=") || o == "xattr" || o == "clone_children" || o == "noprefix":
+		default:
+			keep = append(keep, o)
+		}
+	}
+	return strings.Join(keep, ",")
+}
+
+func cgroupKey(e mountEntry) string {
+	if e.fstype == "cgroup2" {
+		return ""
+	}
+	return cgroupSubsystems(e.superOpts)
+}
+
+// pivotRoot makes rootfs the process root and detaches the old root, using
+// pivot_root(".", ".") so no directory for the old root is needed inside
+// the container.
+func pivotRoot(rootfs string) error {
+	oldroot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open old root: %w", err)
+	}
+	defer unix.Close(oldroot)
+	newroot, err := unix.Open(rootfs, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open new root: %w", err)
+	}
+	defer unix.Close(newroot)
+	if err := unix.Fchdir(newroot); err != nil {
+		return fmt.Errorf("chdir to new root: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root %s: %w", rootfs, err)
+	}
+	if err := unix.Fchdir(oldroot); err != nil {
+		return fmt.Errorf("chdir to old root: %w", err)
+	}
+	// The old root must not propagate the unmount back to the host.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make old root slave: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir to /: %w", err)
+	}
+	return nil
+}
+
+// moveRoot is --no-pivot: for a rootfs on a ramdisk, where pivot_root fails.
+func moveRoot(rootfs string) error {
+	if err := unix.Chdir(rootfs); err != nil {
+		return fmt.Errorf("chdir to rootfs: %w", err)
+	}
+	if err := unix.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move rootfs to /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir to /: %w", err)
+	}
+	return nil
+}
+
+// finalizeRootfs applies readonlyPaths, maskedPaths and root.readonly, in
+// the container's own view after pivot_root.
+func finalizeRootfs(s *specs.Spec) error {
+	if s.Linux != nil {
+		for _, p := range s.Linux.ReadonlyPaths {
+			if err := readonlyPath(p); err != nil {
+				return err
+			}
+		}
+		for _, p := range s.Linux.MaskedPaths {
+			if err := maskPath(p); err != nil {
+				return err
+			}
+		}
+	}
+	if s.Root != nil && s.Root.Readonly {
+		if err := remountBind("/", unix.MS_RDONLY); err != nil {
+			return fmt.Errorf("remount root read-only: %w", err)
+		}
+	}
+	return nil
+}
+
+func readonlyPath(p string) error {
+	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("bind mount readonly path %s: %w", p, err)
+	}
+	if err := remountBind(p, unix.MS_RDONLY|unix.MS_REC); err != nil {
+		return fmt.Errorf("remount readonly path %s: %w", p, err)
+	}
+	return nil
+}
+
+func maskPath(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("stat masked path %s: %w", p, err)
+	}
+	if fi.IsDir() {
+		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
+	} else {
+		err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+	}
+	if err != nil {
+		return fmt.Errorf("mask path %s: %w", p, err)
+	}
+	return nil
+}
+
+func writeSysctls(sysctls map[string]string) error {
+	for k, v := range sysctls {
+		p := filepath.Clean("/proc/sys/" + strings.ReplaceAll(k, ".", "/"))
+		if !strings.HasPrefix(p, "/proc/sys/") {
+			return fmt.Errorf("invalid sysctl name %q", k)
+		}
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			return fmt.Errorf("write sysctl %s: %w", k, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+// Package proto is the wire protocol between the cubo-runc parent and the
+// container init it re-executes. Both ends live in this module and are always
+// the same build, so the format only has to be simple and bounded, not stable.
+//
+// The channel is a SOCK_SEQPACKET socketpair: the kernel keeps message
+// boundaries, so every message is exactly one JSON object in one datagram and
+// no length framing is needed.
+//
+//	parent                              init
+//	  |  start init (clone flags)         |
+//	  |  join cgroup, write id maps       |
+//	  | ------------ MsgConfig ---------> |  setns/unshare, mounts
+//	  | <----------- MsgHooks ----------- |  (only when prestart/createRuntime hooks exist)
+//	  |  run prestart, createRuntime      |
+//	  | ----------- MsgHooksDone -------> |  createContainer hooks, pivot_root,
+//	  |                                   |  console, rlimits, user, caps
+//	  | <----------- MsgReady ----------- |  close socket, block on exec fifo
+//	  |  write state.json, pid file       |
+//
+// Any step may be answered with MsgError instead, after which the init exits.
+package proto
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Environment variables that tell the re-executed init where its fds are.
+// They are cleared before anything runs in the container.
+const (
+	EnvInitPipe   = "_CUBO_INITPIPE"
+	EnvFifoFd     = "_CUBO_FIFOFD"
+	EnvConsoleFd  = "_CUBO_CONSOLEFD"
+	EnvInitType   = "_CUBO_INITTYPE"
+	EnvPreserveFd = "_CUBO_PRESERVEFDS"
+)
+
+// Type identifies a message.
+type Type string
+
+// Message types; see the package comment for their order.
+const (
+	MsgConfig    Type = "config"
+	MsgHooks     Type = "hooks"
+	MsgHooksDone Type = "hooks-done"
+	MsgReady     Type = "ready"
+	MsgError     Type = "error"
+)
+
+// maxMsg bounds one message; a config.json larger than this is refused by the
+// parent before it is sent.
+const maxMsg = 4 << 20
+
+// InitConfig is everything the init needs to build the container.
+type InitConfig struct {
+	ID     string      `json:"id"`
+	Spec   *specs.Spec `json:"spec"`
+	Rootfs string      `json:"rootfs"`
+	// Bundle is the absolute bundle path, used as cwd for createContainer hooks.
+	Bundle       string `json:"bundle"`
+	NoPivot      bool   `json:"noPivot,omitempty"`
+	NoNewKeyring bool   `json:"noNewKeyring,omitempty"`
+	// PreserveFds counts the fds from 3 on that the container keeps.
+	PreserveFds int `json:"preserveFds,omitempty"`
+	// HookSync asks the init to stop before pivot_root so the parent can run
+	// prestart and createRuntime hooks.
+	HookSync bool `json:"hookSync,omitempty"`
+	// CgroupNS asks the init to unshare the cgroup namespace once it sits in
+	// its final cgroup, so the namespace root is the container's cgroup.
+	CgroupNS bool `json:"cgroupNS,omitempty"`
+	// Exec marks a process joining an existing container (no rootfs setup).
+	Exec bool `json:"exec,omitempty"`
+	// Process overrides Spec.Process for exec.
+	Process *specs.Process `json:"process,omitempty"`
+	// CgroupMounts maps each v1 hierarchy mount point (or "unified") to the
+	// container's cgroup dir in it, for bind-mounting cgroupfs without cgroupns.
+	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
+}
+
+// Message is one datagram.
+type Message struct {
+	Type   Type        `json:"type"`
+	Config *InitConfig `json:"config,omitempty"`
+	Error  string      `json:"error,omitempty"`
+	// Pid is the container-side pid of the init, for hooks.
+	Pid int `json:"pid,omitempty"`
+}
+
+// Send writes one message.
+func Send(f *os.File, m Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s message: %w", m.Type, err)
+	}
+	if len(b) > maxMsg {
+		return fmt.Errorf("encode %s message: %d bytes exceeds the %d byte limit", m.Type, len(b), maxMsg)
+	}
+	for {
+		_, err = unix.Write(int(f.Fd()), b)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("send %s message: %w", m.Type, err)
+	}
+	return nil
+}
+
+// Recv reads one message. io.EOF means the other end closed the socket,
+// which for the parent means the init died or finished.
+func Recv(f *os.File) (Message, error) {
+	var m Message
+	// Peek with MSG_TRUNC to learn the datagram's size, so a small message
+	// does not cost a maxMsg buffer (peak RSS is a speed target).
+	var one [1]byte
+	var n int
+	var err error
+	for {
+		n, _, err = unix.Recvfrom(int(f.Fd()), one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == nil && n > 0 {
+		if n > maxMsg {
+			return m, fmt.Errorf("receive message: %d bytes exceeds the %d byte limit", n, maxMsg)
+		}
+		buf := make([]byte, n)
+		for {
+			n, err = unix.Read(int(f.Fd()), buf)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err == nil && n > 0 {
+			if err := json.Unmarshal(buf[:n], &m); err != nil {
+				return m, fmt.Errorf("decode message: %w", err)
+			}
+			return m, nil
+		}
+	}
+	if err != nil {
+		if errors.Is(err, unix.ECONNRESET) {
+			return m, io.EOF
+		}
+		return m, fmt.Errorf("receive message: %w", err)
+	}
+	return m, io.EOF
+}
+
+// Socketpair returns the parent and child ends of a fresh channel. Both are
+// close-on-exec; the child end is handed to the init via ExtraFiles.
+func Socketpair() (parent, child *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create init socketpair: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "init-parent"), os.NewFile(uintptr(fds[1]), "init-child"), nil
+}
