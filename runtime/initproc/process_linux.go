@@ -20,7 +20,7 @@ import (
 // process is the user program being prepared: its resolved path and the
 // final environment.
 type process struct {
-	spec *specs.Process
+	spec    *specs.Process
 	path    string
 	env     []string
 	ambient []capability.Cap
