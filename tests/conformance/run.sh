@@ -1,0 +1,235 @@
+#!/bin/sh
+# run.sh: the OCI runtime-tools validation suite against a runc-compatible runtime.
+#
+#   tests/conformance/run.sh [-o REPORT] [-t SECONDS] RUNTIME [TEST...]
+#
+# RUNTIME is the runtime binary (an absolute path or a name on PATH); TEST names select some of
+# the validation programs (default: all of them). Must run as root.
+#
+# The suite is built from the runtime-tools version pinned in go.mod, with our module's
+# requirement graph but through a scratch copy of go.mod (-modfile), so the suite's own
+# dependencies never enter go.mod. Programs and their fixtures (runtimetest,
+# rootfs-amd64.tar.gz) go to .conformance/bin; the TAP output of each program goes to
+# .conformance/logs/<runtime>/<test>.tap.
+#
+# A test passes when the program exits 0 and its TAP output has no "not ok" line and no
+# orphan diagnostic. An orphan diagnostic is a YAML block that follows no test line: several
+# programs (hooks, prestart, poststart, poststop...) report a failed lifecycle only that way,
+# under a plan of "1..0". Most programs print "ok" lines; a few of the *_fail and hook programs
+# assert nothing and only speak up on failure (process_rlimits_fail prints no TAP at all and
+# exits 1 if the runtime accepted the bad config), so for them a clean exit is the pass; the
+# report marks those "no assertions". stderr goes to a separate file, so that runtime messages
+# cannot split a test line from its diagnostic.
+#
+# The report (Markdown) goes to docs/conformance.md when RUNTIME says it is cubo-runc, and to
+# .conformance/conformance-<runtime>.md otherwise, so comparison runs with runc or crun never
+# overwrite the project's record; -o chooses the file.
+set -u
+
+usage() {
+	echo "usage: $0 [-o REPORT] [-t SECONDS] RUNTIME [TEST...]" >&2
+	exit 2
+}
+
+report=""
+limit=120
+while getopts o:t:h opt; do
+	case $opt in
+	o) report=$OPTARG ;;
+	t) limit=$OPTARG ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || usage
+arg=$1
+runtime=$1
+shift
+selected=$*
+
+if [ "$(id -u)" != 0 ]; then
+	echo "$0: the validation suite must run as root" >&2
+	exit 2
+fi
+case $runtime in
+/*) ;;
+*/*) runtime=$(cd "$(dirname "$runtime")" && pwd)/$(basename "$runtime") ;;
+*) runtime=$(command -v "$runtime") || { echo "$0: $arg: not found" >&2; exit 2; } ;;
+esac
+if [ ! -x "$runtime" ]; then
+	echo "$0: $runtime: not an executable file" >&2
+	exit 2
+fi
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+work=$top/.conformance
+bin=$work/bin
+name=$(basename "$runtime")
+logs=$work/logs/$name
+PATH=/usr/local/go/bin:$PATH
+export PATH
+
+version_line=$("$runtime" --version 2>/dev/null | head -n 1)
+if [ -z "$report" ]; then
+	case $version_line in
+	"cubo-runc version"*) report=$top/docs/conformance.md ;;
+	*) report=$work/conformance-$name.md ;;
+	esac
+fi
+
+# --- build ------------------------------------------------------------------------------------
+rt=github.com/opencontainers/runtime-tools
+cd "$top" || exit 2
+rtdir=$(go list -m -f '{{.Dir}}' $rt) && rtver=$(go list -m -f '{{.Version}}' $rt) || {
+	echo "$0: $rt is not in go.mod" >&2
+	exit 2
+}
+modtmp=$(mktemp -d "${TMPDIR:-/tmp}/cubo-conformance-mod.XXXXXX") || exit 2
+cp go.mod go.sum "$modtmp"/
+mkdir -p "$bin" "$logs"
+echo "building the runtime-tools $rtver validation suite into $bin"
+if ! go get -modfile="$modtmp/go.mod" "$rt/validation/...@$rtver" "$rt/cmd/runtimetest@$rtver" >"$modtmp/log" 2>&1 ||
+	! CGO_ENABLED=0 go build -modfile="$modtmp/go.mod" -o "$bin/" "$rt/validation/..." "$rt/cmd/runtimetest" >>"$modtmp/log" 2>&1; then
+	cat "$modtmp/log" >&2
+	rm -rf "$modtmp"
+	exit 2
+fi
+rm -rf "$modtmp"
+cp -f "$rtdir/rootfs-amd64.tar.gz" "$bin/"
+chmod 0644 "$bin/rootfs-amd64.tar.gz"
+
+if [ $# -gt 0 ]; then
+	tests=$*
+else
+	# Every main package of validation/ (util is the shared library).
+	tests=$(cd "$rtdir/validation" && for d in */; do
+		d=${d%/}
+		[ "$d" != util ] && echo "$d"
+	done)
+fi
+
+# --- cleanup helpers ----------------------------------------------------------------------------
+# Each program makes its bundles (ocitest*) and pid-file dirs (oci-pid*) with os.MkdirTemp, so a
+# private TMPDIR holds everything it leaves behind.
+scratch=$(mktemp -d /tmp/cubo-conformance.XXXXXX) || exit 2
+# Like /tmp itself, the scratch dir must be searchable by the ids a user namespace maps, or
+# the user-namespace tests fail on our account rather than the runtime's.
+chmod 0755 "$scratch"
+
+# cgroups the cgroup tests ask for: /cgrouptest, and testdir/cgrouptest/container relative to the
+# caller's cgroup. Only those that did not exist before the run are removed.
+cgroup_candidates() {
+	for mnt in /sys/fs/cgroup/*; do
+		[ -d "$mnt" ] || continue
+		echo "$mnt/cgrouptest"
+		ctl=$(basename "$mnt")
+		own=$(awk -F: -v c="$ctl" '{ n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c || a[i] == "name=" c) print $3 } $2 == "" && c == "unified" { print $3 }' /proc/self/cgroup | head -n 1)
+		own=${own%/}
+		echo "$mnt$own/testdir/cgrouptest/container"
+		echo "$mnt$own/testdir/cgrouptest"
+		echo "$mnt$own/testdir"
+	done
+}
+preexisting=""
+for c in $(cgroup_candidates); do
+	[ -d "$c" ] && preexisting="$preexisting $c "
+done
+
+# leftovers deletes the containers whose bundle lies in our scratch dir: never anyone else's,
+# even under the runtime's shared default root.
+leftovers() {
+	"$runtime" list 2>/dev/null | awk -v p="$scratch/" 'NR > 1 && index($4, p) == 1 { print $1 }' |
+		while read -r id; do
+			echo "  cleanup: $name delete --force $id" >>"$log"
+			"$runtime" delete --force "$id" >>"$log" 2>&1
+		done
+	for c in $(cgroup_candidates); do
+		case $preexisting in *" $c "*) continue ;; esac
+		[ -d "$c" ] && rmdir "$c" 2>/dev/null
+	done
+	# A runtime that leaked a mount into a bundle must not make rm walk into the host's files.
+	awk -v p="$scratch/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null; done
+	rm -rf --one-file-system "$scratch"/* 2>/dev/null
+}
+
+# judge prints the number of "ok" lines, "not ok" lines and orphan diagnostics of a TAP log.
+judge() {
+	awk '
+		/^not ok/ { bad++ }
+		/^ok/ { ok++ }
+		/^  ---/ && prev !~ /^(not )?ok/ { orphans++ }
+		{ prev = $0 }
+		END { print ok + 0, bad + 0, orphans + 0 }
+	' "$1"
+}
+
+finish() {
+	log=/dev/null
+	leftovers
+	rm -rf --one-file-system "$scratch"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# --- run ----------------------------------------------------------------------------------------
+passed=0
+failed=0
+rows=""
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+cd "$bin" || exit 2
+for t in $tests; do
+	log=$logs/$t.tap
+	if [ ! -x "$bin/$t" ]; then
+		echo "no such validation program: $t" >"$log"
+		rc=127
+	else
+		TMPDIR=$scratch RUNTIME=$runtime timeout -k 10 "$limit" "./$t" >"$log" 2>"$logs/$t.stderr" </dev/null
+		rc=$?
+	fi
+	set -- $(judge "$log")
+	oks=$1 bad=$2 orphans=$3
+	if [ "$rc" = 0 ] && [ "$bad" = 0 ] && [ "$orphans" = 0 ]; then
+		result=PASS
+		passed=$((passed + 1))
+	else
+		result=FAIL
+		failed=$((failed + 1))
+	fi
+	note="$oks ok, $bad not ok"
+	[ "$orphans" = 0 ] || note="$note, $orphans failure diagnostic(s)"
+	[ "$oks$bad$orphans" = 000 ] && note="no assertions"
+	[ "$rc" = 0 ] || note="$note, exit $rc"
+	[ "$rc" = 124 ] && note="$note (timed out after ${limit}s)"
+	echo "$result $t"
+	rows="$rows| $t | $result | $note |
+"
+	leftovers
+done
+total=$((passed + failed))
+echo "$passed passed, $failed failed"
+
+mkdir -p "$(dirname "$report")"
+{
+	echo "# OCI runtime-tools conformance"
+	echo
+	echo "Generated by \`tests/conformance/run.sh\` (\`make conformance\`); do not edit by hand."
+	echo
+	echo "- runtime: \`$runtime\` (\`${version_line:-no --version output}\`)"
+	echo "- date: $started"
+	echo "- suite: runtime-tools $rtver validation programs, ${limit}s per program"
+	echo "- command: \`tests/conformance/run.sh $runtime${selected:+ $selected}\`"
+	echo "- host: $(uname -sr), $(if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup v2; else echo cgroup v1; fi)"
+	echo "- result: **$passed of $total passed**"
+	echo
+	echo "A program passes when it exits 0 with no \`not ok\` line and no failure diagnostic (a YAML"
+	echo "block under no test line, which is how the lifecycle programs report a failure). Programs"
+	echo "marked \"no assertions\" only speak up on failure. See tests/conformance/run.sh."
+	echo "TAP logs: \`.conformance/logs/$name/<test>.tap\` and \`<test>.stderr\`."
+	echo
+	echo "| test | result | TAP |"
+	echo "|---|---|---|"
+	printf '%s' "$rows"
+} >"$report"
+echo "report: $report"
+[ "$failed" = 0 ]
