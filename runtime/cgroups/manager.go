@@ -56,6 +56,9 @@ func (m *manager) Apply(pid int) error {
 		if key == "" && m.mode == ModeHybrid {
 			// The hybrid unified hierarchy is often not writable (or
 			// delegated elsewhere); runc stays out of it silently too.
+			// Whatever was created is removed, since Paths no longer
+			// names it and Destroy would miss it.
+			_ = rmdir(dir)
 			delete(m.paths, key)
 			continue
 		}

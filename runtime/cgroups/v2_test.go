@@ -516,3 +516,79 @@ func TestRootlessApplyIgnoresPermissionErrors(t *testing.T) {
 		t.Errorf("Paths after a refused join: %v", m.Paths())
 	}
 }
+
+// fakeHybrid builds a v1 memory hierarchy and a cgroup2 mount side by side,
+// each with a "ctr" directory holding the given files.
+func fakeHybrid(t *testing.T, memFiles, unifiedFiles map[string]string) (*manager, string, string) {
+	t.Helper()
+	root := t.TempDir()
+	memDir := filepath.Join(root, "memory", "ctr")
+	uniDir := filepath.Join(root, "unified", "ctr")
+	for dir, files := range map[string]map[string]string{memDir: memFiles, uniDir: unifiedFiles} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range files {
+			mustWrite(t, filepath.Join(dir, name), content)
+		}
+	}
+	mi := mountinfoLine(35, "/", filepath.Join(root, "memory"), "cgroup", "rw,memory") +
+		mountinfoLine(41, "/", filepath.Join(root, "unified"), "cgroup2", "rw")
+	m, err := New(Config{Path: "/ctr"}, WithMountinfo(strings.NewReader(mi)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.(*manager).mode; got != ModeHybrid {
+		t.Fatalf("mode = %s", got)
+	}
+	return m.(*manager), memDir, uniDir
+}
+
+func TestHybridHugetlbGoesToUnified(t *testing.T) {
+	m, memDir, uniDir := fakeHybrid(t,
+		emptyFiles("cgroup.procs", "memory.limit_in_bytes"),
+		emptyFiles("cgroup.procs", "hugetlb.2MB.max"))
+	if err := m.Apply(77); err != nil {
+		t.Fatal(err)
+	}
+	checkFiles(t, memDir, map[string]string{"cgroup.procs": "77"})
+	checkFiles(t, uniDir, map[string]string{"cgroup.procs": "77"})
+	err := m.Set(&specs.LinuxResources{
+		Memory:         &specs.LinuxMemory{Limit: i64(1 << 20), Swap: i64(2 << 20)},
+		HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 2 << 20}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No memsw file (swap accounting off): the swap part is skipped.
+	checkFiles(t, memDir, map[string]string{"memory.limit_in_bytes": "1048576"})
+	checkFiles(t, uniDir, map[string]string{"hugetlb.2MB.max": "2097152"})
+	// Limits for hierarchies that are not mounted fail clearly.
+	err = m.Set(&specs.LinuxResources{Pids: &specs.LinuxPids{Limit: i64(3)}})
+	if err == nil || !strings.Contains(err.Error(), "pids cgroup hierarchy not mounted") {
+		t.Fatalf("pids without a pids hierarchy: %v", err)
+	}
+	// net_cls/net_prio without their hierarchies are ignored.
+	if err := m.Set(&specs.LinuxResources{Network: &specs.LinuxNetwork{ClassID: u32(0x100001)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set(&specs.LinuxResources{Unified: map[string]string{"hugetlb.2MB.max": "1"}}); !errors.Is(err, ErrV1NoUnified) {
+		t.Fatalf("unified on hybrid: %v", err)
+	}
+}
+
+func TestHybridUnwritableUnifiedIsDropped(t *testing.T) {
+	// No cgroup.procs in the unified directory: the join fails, which on a
+	// hybrid host only drops the unified path.
+	m, _, _ := fakeHybrid(t, emptyFiles("cgroup.procs"), nil)
+	if err := m.Apply(77); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Paths()[""]; ok {
+		t.Errorf("unified path kept after a failed join: %v", m.Paths())
+	}
+	err := m.Set(&specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1}}})
+	if err == nil || !strings.Contains(err.Error(), "hugetlb") {
+		t.Fatalf("hugetlb without anywhere to put it: %v", err)
+	}
+}
