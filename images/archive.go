@@ -1,0 +1,552 @@
+package images
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/regclient/regclient/types/platform"
+	"golang.org/x/sys/unix"
+)
+
+// decompress sniffs gzip and zstd magic numbers; anything else passes through.
+func decompress(r io.Reader) (io.ReadCloser, string, error) {
+	br := bufio.NewReader(r)
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, "", fmt.Errorf("read gzip: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return zr, "gzip", nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, "", fmt.Errorf("read zstd: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return zr.IOReadCloser(), "zstd", nil
+	}
+	return io.NopCloser(br), "", nil
+}
+
+// Import makes a one-layer image named name from a rootfs tarball (plain, gzip or zstd),
+// like `docker import`. The layer is unpacked with the same checks as a pulled one.
+func (s *Store) Import(ctx context.Context, r io.Reader, name string) (*Image, error) {
+	if _, err := parseRef(name); err != nil {
+		return nil, err
+	}
+	unlock, err := s.lock("images.lock", unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	plain, _, err := decompress(r)
+	if err != nil {
+		return nil, err
+	}
+	defer plain.Close()
+	diffID, size, err := s.ingestUnknown(plain)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	now := time.Now().UTC()
+	cfg := ocispec.Image{
+		Created:  &now,
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+		History:  []ocispec.History{{Created: &now, CreatedBy: "cubo import"}},
+	}
+	layer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: diffID, Size: size}
+	if err := s.unpackLayer(ctx, layer, diffID, nil); err != nil {
+		s.removeBlob(diffID)
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	return s.commitImage(&cfg, []ocispec.Descriptor{layer}, []string{name})
+}
+
+// commitImage writes config and manifest blobs and names the image.
+func (s *Store) commitImage(cfg *ocispec.Image, layers []ocispec.Descriptor, names []string) (*Image, error) {
+	cb, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	cd, err := s.putBlob(cb)
+	if err != nil {
+		return nil, err
+	}
+	man := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: int64(len(cb))},
+		Layers:    layers,
+	}
+	mb, err := json.Marshal(man)
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	md, err := s.putBlob(mb)
+	if err != nil {
+		return nil, err
+	}
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(mb)),
+		Platform: &ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}}
+	return s.nameImage(desc, names)
+}
+
+// nameImage records desc under each name (dangling when names is empty).
+func (s *Store) nameImage(desc ocispec.Descriptor, names []string) (*Image, error) {
+	if len(names) == 0 {
+		if err := s.tagImage(desc, "", ""); err != nil {
+			return nil, err
+		}
+		return s.imageFromDesc(desc)
+	}
+	var img *Image
+	for _, n := range names {
+		r, err := parseRef(n)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.tagImage(desc, familiarName(r), fullName(r)); err != nil {
+			return nil, err
+		}
+		d := desc
+		d.Annotations = map[string]string{AnnotationRefName: familiarName(r), AnnotationImageName: fullName(r)}
+		if img == nil {
+			if img, err = s.imageFromDesc(d); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return img, nil
+}
+
+// Save writes the images as an OCI archive (a tar of an OCI image layout, what skopeo
+// calls oci-archive) that also holds docker's manifest.json, so `docker load` reads it.
+func (s *Store) Save(ctx context.Context, w io.Writer, refs ...string) error {
+	if len(refs) == 0 {
+		return fmt.Errorf("save: no image given: %w", errdefs.ErrInvalidArgument)
+	}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
+	type dockerEntry struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	var dm []dockerEntry
+	var blobs []digest.Digest
+	seen := map[digest.Digest]bool{}
+	add := func(d digest.Digest) {
+		if !seen[d] {
+			seen[d] = true
+			blobs = append(blobs, d)
+		}
+	}
+	for _, a := range refs {
+		img, err := s.Get(ctx, a)
+		if err != nil {
+			return err
+		}
+		d := img.Descriptor
+		d.Annotations = nil
+		if img.Name != "" {
+			d.Annotations = map[string]string{AnnotationRefName: img.Name, AnnotationImageName: img.FullName}
+		}
+		idx.Manifests = append(idx.Manifests, d)
+		add(img.Descriptor.Digest)
+		add(img.ID)
+		e := dockerEntry{Config: "blobs/sha256/" + img.ID.Encoded()}
+		if img.Name != "" && img.Tag() != "<none>" {
+			e.RepoTags = []string{img.Repository() + ":" + img.Tag()}
+		}
+		for _, l := range img.Manifest.Layers {
+			add(l.Digest)
+			e.Layers = append(e.Layers, "blobs/sha256/"+l.Digest.Encoded())
+		}
+		dm = append(dm, e)
+	}
+	tw := tar.NewWriter(w)
+	now := time.Now()
+	writeJSON := func(name string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err = tw.Write(b)
+		return err
+	}
+	if err := writeJSON(ocispec.ImageLayoutFile, ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion}); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if err := writeJSON(ocispec.ImageIndexFile, idx); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if err := writeJSON("manifest.json", dm); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	for _, d := range blobs {
+		if err := s.writeBlobTar(tw, d, now); err != nil {
+			return fmt.Errorf("save: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) writeBlobTar(tw *tar.Writer, d digest.Digest, now time.Time) error {
+	f, err := os.Open(s.blobPath(d))
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + d.Encoded(), Mode: 0o644, Size: fi.Size(), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+// archiveDir is an archive extracted to a temp dir; symlinks are kept in a map, never
+// created, so opening a member cannot leave the dir.
+type archiveDir struct {
+	dir   string
+	links map[string]string
+}
+
+func (s *Store) extractArchive(r io.Reader) (*archiveDir, error) {
+	dir, err := os.MkdirTemp(s.tmpDir(), "load-")
+	if err != nil {
+		return nil, fmt.Errorf("create temp dir: %w", err)
+	}
+	ad := &archiveDir{dir: dir, links: map[string]string{}}
+	plain, _, err := decompress(r)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	defer plain.Close()
+	tr := tar.NewReader(plain)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return ad, nil
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("read archive: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		p, err := cleanName(hdr.Name)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("read archive: %w", err)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeReg, tar.TypeRegA:
+			dst := filepath.Join(dir, p)
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				os.RemoveAll(dir)
+				return nil, fmt.Errorf("read archive: %w", err)
+			}
+			f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
+			if err != nil {
+				os.RemoveAll(dir)
+				return nil, fmt.Errorf("read archive: %w", err)
+			}
+			_, err = io.Copy(f, tr)
+			f.Close()
+			if err != nil {
+				os.RemoveAll(dir)
+				return nil, fmt.Errorf("read archive: %w", err)
+			}
+		case tar.TypeSymlink, tar.TypeLink:
+			target := hdr.Linkname
+			if hdr.Typeflag == tar.TypeSymlink {
+				target = path.Join(path.Dir(p), hdr.Linkname)
+			}
+			ad.links[p] = target
+		}
+	}
+}
+
+// open opens a member, following recorded links inside the archive only.
+func (ad *archiveDir) open(name string) (*os.File, error) {
+	p := name
+	for range 16 {
+		c, err := cleanName(p)
+		if err != nil {
+			return nil, err
+		}
+		if t, ok := ad.links[c]; ok {
+			p = t
+			continue
+		}
+		return os.Open(filepath.Join(ad.dir, c))
+	}
+	return nil, fmt.Errorf("archive member %q: too many links: %w", name, errdefs.ErrInvalidArgument)
+}
+
+// Load reads an OCI archive (oci-archive, or `cubo save`/`docker save` output) or a
+// legacy docker-archive, possibly compressed, and adds its images with their names.
+// Multi-platform indexes are resolved to the host platform. Every blob is checked
+// against its digest and every layer is unpacked with the pull's checks.
+func (s *Store) Load(ctx context.Context, r io.Reader) ([]*Image, error) {
+	unlock, err := s.lock("images.lock", unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ad, err := s.extractArchive(r)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(ad.dir)
+	if f, err := ad.open(ocispec.ImageIndexFile); err == nil {
+		f.Close()
+		return s.loadOCI(ctx, ad)
+	}
+	if f, err := ad.open("manifest.json"); err == nil {
+		f.Close()
+		return s.loadDocker(ctx, ad)
+	}
+	return nil, fmt.Errorf("load: neither index.json nor manifest.json in the archive: %w", errdefs.ErrInvalidArgument)
+}
+
+func (ad *archiveDir) readJSON(name string, v any) error {
+	f, err := ad.open(name)
+	if err != nil {
+		return fmt.Errorf("archive member %s: %w", name, err)
+	}
+	defer f.Close()
+	b, err := readAllLimit(f, maxJSONBlob)
+	if err != nil {
+		return fmt.Errorf("archive member %s: %w", name, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("parse archive member %s: %w: %w", name, err, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func blobName(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
+
+// ingestMember copies an archive blob into the store, verifying digest and size.
+func (s *Store) ingestMember(ad *archiveDir, d ocispec.Descriptor) error {
+	if err := d.Digest.Validate(); err != nil {
+		return fmt.Errorf("digest %q: %w", d.Digest, errdefs.ErrInvalidArgument)
+	}
+	_, err := s.ingest(d.Digest, d.Size, func() (io.ReadCloser, error) {
+		f, err := ad.open(blobName(d.Digest))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("blob %s missing from archive: %w", d.Digest, errdefs.ErrNotFound)
+		}
+		return f, err
+	}, nil)
+	return err
+}
+
+func (s *Store) loadOCI(ctx context.Context, ad *archiveDir) ([]*Image, error) {
+	var idx ocispec.Index
+	if err := ad.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
+		return nil, err
+	}
+	host, _ := platform.Parse(hostPlatform())
+	var out []*Image
+	for _, top := range idx.Manifests {
+		d := top
+		for depth := 0; isIndex(d.MediaType); depth++ {
+			if depth > 4 {
+				return nil, fmt.Errorf("load: nested indexes: %w", errdefs.ErrInvalidArgument)
+			}
+			var ix ocispec.Index
+			if err := s.ingestMember(ad, d); err != nil {
+				return nil, err
+			}
+			if err := s.readJSONBlob(d.Digest, &ix); err != nil {
+				return nil, err
+			}
+			found := false
+			for _, m := range ix.Manifests {
+				if m.Platform != nil && m.Platform.OS == host.OS && m.Platform.Architecture == host.Architecture {
+					d, found = m, true
+					break
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("load: no manifest for %s in index %s: %w", host, d.Digest, errdefs.ErrNotFound)
+			}
+		}
+		if !isImageManifest(d.MediaType) {
+			continue
+		}
+		img, err := s.loadManifest(ctx, ad, d, archiveNames(top.Annotations))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
+
+// archiveNames picks the image name from index annotations: containerd's full name, or
+// ref.name when it looks like a name rather than a bare tag.
+func archiveNames(ann map[string]string) []string {
+	if n := ann[AnnotationImageName]; n != "" {
+		if _, err := parseRef(n); err == nil {
+			return []string{n}
+		}
+	}
+	if n := ann[AnnotationRefName]; n != "" && strings.ContainsAny(n, ":/@") {
+		if _, err := parseRef(n); err == nil {
+			return []string{n}
+		}
+	}
+	return nil
+}
+
+func (s *Store) loadManifest(ctx context.Context, ad *archiveDir, d ocispec.Descriptor, names []string) (*Image, error) {
+	if err := s.ingestMember(ad, d); err != nil {
+		return nil, err
+	}
+	var man ocispec.Manifest
+	if err := s.readJSONBlob(d.Digest, &man); err != nil {
+		return nil, err
+	}
+	if err := checkManifest(&man); err != nil {
+		return nil, fmt.Errorf("load %s: %w", d.Digest, err)
+	}
+	if err := s.ingestMember(ad, man.Config); err != nil {
+		return nil, err
+	}
+	var cfg ocispec.Image
+	if err := s.readJSONBlob(man.Config.Digest, &cfg); err != nil {
+		return nil, err
+	}
+	if err := checkConfig(&man, &cfg); err != nil {
+		return nil, fmt.Errorf("load %s: %w", d.Digest, err)
+	}
+	for i, l := range man.Layers {
+		if err := s.ingestMember(ad, l); err != nil {
+			return nil, err
+		}
+		if err := s.unpackLayer(ctx, l, cfg.RootFS.DiffIDs[i], nil); err != nil {
+			if errdefs.IsInvalidArgument(err) || errdefs.IsDataLoss(err) {
+				s.removeBlob(l.Digest)
+			}
+			return nil, err
+		}
+	}
+	desc := ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size,
+		Platform: &ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}}
+	return s.nameImage(desc, names)
+}
+
+func (s *Store) loadDocker(ctx context.Context, ad *archiveDir) ([]*Image, error) {
+	var entries []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := ad.readJSON("manifest.json", &entries); err != nil {
+		return nil, err
+	}
+	var out []*Image
+	for _, e := range entries {
+		cf, err := ad.open(e.Config)
+		if err != nil {
+			return nil, fmt.Errorf("load: config %s: %w", e.Config, err)
+		}
+		cd, csize, err := s.ingestUnknown(cf)
+		cf.Close()
+		if err != nil {
+			return nil, err
+		}
+		var cfg ocispec.Image
+		if err := s.readJSONBlob(cd, &cfg); err != nil {
+			return nil, err
+		}
+		if len(cfg.RootFS.DiffIDs) != len(e.Layers) {
+			return nil, fmt.Errorf("load: %d layers but %d diff_ids: %w", len(e.Layers), len(cfg.RootFS.DiffIDs), errdefs.ErrInvalidArgument)
+		}
+		man := ocispec.Manifest{
+			Versioned: specs.Versioned{SchemaVersion: 2},
+			MediaType: ocispec.MediaTypeImageManifest,
+			Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: cd, Size: csize},
+		}
+		for i, lp := range e.Layers {
+			lf, err := ad.open(lp)
+			if err != nil {
+				return nil, fmt.Errorf("load: layer %s: %w", lp, err)
+			}
+			magic := make([]byte, 4)
+			n, _ := io.ReadFull(lf, magic)
+			mt := ocispec.MediaTypeImageLayer
+			switch {
+			case n >= 2 && bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+				mt = ocispec.MediaTypeImageLayerGzip
+			case n == 4 && bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+				mt = ocispec.MediaTypeImageLayerZstd
+			}
+			if _, err := lf.Seek(0, io.SeekStart); err != nil {
+				lf.Close()
+				return nil, err
+			}
+			ld, lsize, err := s.ingestUnknown(lf)
+			lf.Close()
+			if err != nil {
+				return nil, err
+			}
+			l := ocispec.Descriptor{MediaType: mt, Digest: ld, Size: lsize}
+			if err := s.unpackLayer(ctx, l, cfg.RootFS.DiffIDs[i], nil); err != nil {
+				if errdefs.IsInvalidArgument(err) || errdefs.IsDataLoss(err) {
+					s.removeBlob(ld)
+				}
+				return nil, err
+			}
+			man.Layers = append(man.Layers, l)
+		}
+		mb, err := json.Marshal(man)
+		if err != nil {
+			return nil, err
+		}
+		md, err := s.putBlob(mb)
+		if err != nil {
+			return nil, err
+		}
+		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(mb)),
+			Platform: &ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}}
+		img, err := s.nameImage(desc, e.RepoTags)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
