@@ -592,3 +592,38 @@ func TestHybridUnwritableUnifiedIsDropped(t *testing.T) {
 		t.Fatalf("hugetlb without anywhere to put it: %v", err)
 	}
 }
+
+func TestV1FreezerStates(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "ctr")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(dir, "freezer.state"), "THAWED\n")
+	mustWrite(t, filepath.Join(dir, "freezer.self_freezing"), "0\n")
+	m, err := Load(map[string]string{"freezer": dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A plain file keeps what is written, so the "kernel" settles at once.
+	if err := m.Freeze(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		state, self string
+		want        bool
+	}{
+		{"FROZEN", "1", true},
+		{"FROZEN", "0", false}, // frozen by an ancestor: not ours to resume
+		{"THAWED", "0", false},
+	} {
+		mustWrite(t, filepath.Join(dir, "freezer.state"), tc.state+"\n")
+		mustWrite(t, filepath.Join(dir, "freezer.self_freezing"), tc.self+"\n")
+		if got, err := m.Frozen(); err != nil || got != tc.want {
+			t.Errorf("state %s self %s: Frozen = %v, %v; want %v", tc.state, tc.self, got, err, tc.want)
+		}
+	}
+	if _, err := (&manager{mode: ModeV1, paths: map[string]string{"memory": dir}}).Frozen(); err == nil {
+		t.Error("Frozen without a freezer hierarchy: want an error")
+	}
+}
