@@ -15,11 +15,14 @@ package tests
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Set by TestMain.
@@ -67,6 +70,13 @@ func TestMain(m *testing.M) {
 func setup(tmp string) {
 	if os.Geteuid() != 0 {
 		skipReason = "integration tests start real containers and need root (run `make test` as root)"
+		return
+	}
+	// Descriptors we inherited without O_CLOEXEC (from a shell, a CI
+	// agent) would otherwise reach the runtime through every exec and make
+	// the fd-leak checks depend on who started `go test`.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		setupErr = fmt.Errorf("close_range: %w", err)
 		return
 	}
 	gobin := "go"

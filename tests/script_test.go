@@ -57,6 +57,8 @@ import (
 //	    no state directory for ID is left in $ROOT
 //	noleaks
 //	    no leftover init, cgroup or mount from this script so far
+//	nsinode PID TYPE VAR
+//	    set $VAR to the inode number of /proc/PID/ns/TYPE
 //	[!] content FILE TEXT
 //	    FILE holds exactly TEXT (no trailing newline unless in TEXT)
 //	[!] hasmount PATH
@@ -83,6 +85,7 @@ func TestScript(t *testing.T) {
 			"noleaks":   cmdNoleaks,
 			"hasmount":  cmdHasmount,
 			"content":   cmdContent,
+			"nsinode":   cmdNsinode,
 		},
 	})
 }
@@ -418,4 +421,17 @@ func cmdContent(ts *testscript.TestScript, neg bool, args []string) {
 	if (got == args[1]) == neg {
 		ts.Fatalf("%s holds %q; equal to %q: %v", args[0], got, args[1], !neg)
 	}
+}
+
+func cmdNsinode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: nsinode PID TYPE VAR")
+	}
+	l, err := os.Readlink(filepath.Join("/proc", args[0], "ns", args[1]))
+	ts.Check(err)
+	i := strings.IndexByte(l, '[')
+	if i < 0 {
+		ts.Fatalf("unexpected namespace link %q", l)
+	}
+	ts.Setenv(args[2], strings.TrimSuffix(l[i+1:], "]"))
 }
