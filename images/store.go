@@ -527,3 +527,17 @@ func readAllLimit(r io.Reader, n int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// UnpackedSize returns the file data size of the image's unpacked layers, falling back
+// to the compressed size for layers not unpacked yet.
+func (s *Store) UnpackedSize(img *Image) int64 {
+	var n int64
+	for i, d := range img.Config.RootFS.DiffIDs {
+		if sz := s.layerSize(d); sz > 0 {
+			n += sz
+		} else if i < len(img.Manifest.Layers) {
+			n += img.Manifest.Layers[i].Size
+		}
+	}
+	return n
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/cubo-dev/cubo/images"
+	"github.com/rs/zerolog"
+)
+
+// globals are the flags every verb shares and what is derived from them; verbs receive
+// a *globals in Run.
+type globals struct {
+	RootDir  string `name:"root-dir" env:"CUBO_ROOT" placeholder:"DIR" help:"Directory for images and containers (default $XDG_STATE_HOME/cubo, $XDG_DATA_HOME/cubo, ~/.local/state/cubo or /tmp/cubo)."`
+	LogLevel string `name:"log-level" env:"CUBO_LOG" default:"warn" placeholder:"LEVEL" help:"Log verbosity on stderr: trace, debug, info, warn, error, disabled."`
+
+	root string
+	log  zerolog.Logger
+	// inUse tells the image store whether a container uses an image; the container
+	// manager sets it so that rmb refuses images in use.
+	inUse images.InUseFunc
+}
+
+func (g *globals) init() error {
+	l, err := newLogger(g.LogLevel)
+	if err != nil {
+		return err
+	}
+	g.log = l
+	g.root = ResolveRootDir(g.RootDir)
+	return nil
+}
+
+// store opens the image store under the root dir.
+func (g *globals) store(opts ...images.Opt) (*images.Store, error) {
+	opts = append([]images.Opt{images.WithLogger(g.log)}, opts...)
+	if g.inUse != nil {
+		opts = append(opts, images.WithInUse(g.inUse))
+	}
+	s, err := images.New(g.root, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	return s, nil
+}
+
+func imagesCertDirs(dirs []string) []images.Opt {
+	if len(dirs) == 0 {
+		return nil
+	}
+	return []images.Opt{images.WithCertDirs(dirs...)}
+}
+
+func loginTLS(v bool) images.LoginOpt { return images.LoginWithTLSVerify(v) }
