@@ -208,13 +208,16 @@ func TestCompileSemantics(t *testing.T) {
 				{data{nr: syscallsX32["rt_sigaction"], arch: archX86_64}, retAllow},
 				{data{nr: syscallsX86_64["rt_sigaction"], arch: archX86_64}, retAllow},
 				{data{nr: syscallsX32["write"], arch: archX86_64}, retEPERM},
-				{data{nr: 0xffffffff, arch: archX86_64}, retEPERM},
-				// Above the profile's highest syscall: ENOSYS, per ABI.
+				// Above the profile's highest syscall: ENOSYS, per ABI,
+				// and -1 too (runc).
+				{data{nr: 0xffffffff, arch: archX86_64}, retENOSYS},
+				{data{nr: 0xffffffff, arch: archI386}, retENOSYS},
 				{data{nr: 1000, arch: archX86_64}, retENOSYS},
 				{data{nr: 1000, arch: archI386}, retENOSYS},
 				{data{nr: x32SyscallBit | 1000, arch: archX86_64}, retENOSYS},
-				// x86 compares only the low 32 bits.
+				// x86 and x32 compare only the low 32 bits.
 				{data{nr: syscallsI386["personality"], arch: archI386, args: [6]uint64{8}}, retAllow},
+				{data{nr: syscallsX32["personality"], arch: archX86_64, args: [6]uint64{8}}, retAllow},
 				{sys64("personality", 8), retEPERM},
 				{sys64("personality", 0x100000008), retAllow},
 			},

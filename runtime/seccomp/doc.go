@@ -9,7 +9,9 @@
 //     reach an x86_64 kernel. Any other audit architecture, and x32 syscall
 //     numbers when x32 is not listed, get SECCOMP_RET_KILL_THREAD, which is
 //     libseccomp's default bad-architecture action. Syscall number -1 (used
-//     by tracers to skip a syscall) always gets the default action.
+//     by tracers to skip a syscall) is not refused: like with runc, it
+//     gets ENOSYS when the stub below applies to its ABI (x86, or x32 when
+//     listed) and the default action otherwise.
 //   - Syscall names the architecture does not have are skipped, like runc
 //     does for names libseccomp cannot resolve.
 //   - A rule whose action equals the default action is skipped (runc).
@@ -19,7 +21,7 @@
 //   - Conditions of one rule are ANDed, except when two of them test the same
 //     argument: then runc adds each condition as its own rule, so they are
 //     ORed. Arguments are compared as unsigned 64-bit values on x86_64 and
-//     x32, and as their low 32 bits on x86. SCMP_CMP_MASKED_EQ tests
+//     as their low 32 bits on x86 and x32 (ILP32 ABIs, as in libseccomp). SCMP_CMP_MASKED_EQ tests
 //     (arg & value) == (valueTwo & value).
 //   - SCMP_ACT_ERRNO and SCMP_ACT_TRACE use errnoRet, or EPERM when unset;
 //     the default action uses defaultErrnoRet the same way.

@@ -28,8 +28,7 @@ const (
 	offArch = 4
 	offArgs = 16
 
-	// skipNr is syscall number -1, which ptrace uses to skip a syscall;
-	// it must reach the default action as in libseccomp.
+	// skipNr is syscall number -1, which ptrace uses to skip a syscall.
 	skipNr = 0xffffffff
 )
 
@@ -39,15 +38,15 @@ const flagTsync specs.LinuxSeccompFlag = "SECCOMP_FILTER_FLAG_TSYNC"
 // abi is one syscall numbering the filter has to handle.
 type abi struct {
 	table map[string]uint32
-	// wide is true when arguments are 64 bits wide; x86 compares only the
-	// low 32 bits, as libseccomp does for 32-bit architectures.
+	// wide is true when arguments are 64 bits wide. libseccomp compares
+	// only the low 32 bits on x86 and on x32 (an ILP32 ABI), and so do we.
 	wide bool
 }
 
 var (
 	abiX86_64 = &abi{table: syscallsX86_64, wide: true}
 	abiX86    = &abi{table: syscallsI386}
-	abiX32    = &abi{table: syscallsX32, wide: true}
+	abiX32    = &abi{table: syscallsX32}
 )
 
 // foreignArches are the runtime-spec architecture names that can never be
@@ -251,7 +250,7 @@ func actionRet(act specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 //	jeq AUDIT_ARCH_X86_64 -> x86_64
 //	jeq AUDIT_ARCH_I386   -> x86       (if listed)
 //	ret KILL_THREAD                    (bad arch)
-//	x86_64: ld nr; nr >= X32 bit? (-1 -> default; x32 listed -> x32 tree; else KILL_THREAD)
+//	x86_64: ld nr; nr >= X32 bit? (x32 listed -> x32 tree; -1 -> default; else KILL_THREAD)
 //	        x86_64 tree
 //	x32:    x32 tree
 //	x86:    ld nr; x86 tree
@@ -267,18 +266,23 @@ func gen(a *assembler, abis []*abiFilter, defRet uint32, enosys bool, x86, x32 *
 	a.bind(l64)
 	a.loadAbs(offNr)
 	tree64 := a.newLabel()
-	a.jump(unix.BPF_JGE, x32SyscallBit, next, tree64)
-	a.jump(unix.BPF_JEQ, skipNr, next, lx32)
-	a.ret(defRet)
 	if x32 == nil {
-		// An x32 syscall without SCMP_ARCH_X32 is a bad architecture.
+		// An x32 syscall without SCMP_ARCH_X32 is a bad architecture,
+		// but -1 gets the default action (libseccomp, and runc's stub
+		// leaves numbers with the x32 bit alone here).
+		a.jump(unix.BPF_JGE, x32SyscallBit, next, tree64)
+		a.jump(unix.BPF_JEQ, skipNr, next, lx32)
+		a.ret(defRet)
 		a.bind(lx32)
 		a.ret(unix.SECCOMP_RET_KILL_THREAD)
+	} else {
+		// -1 has the x32 bit too, and gets what the x32 tree says for
+		// it, like with runc (ENOSYS when the stub applies).
+		a.jump(unix.BPF_JGE, x32SyscallBit, lx32, tree64)
 	}
 	a.bind(tree64)
 	genTree(a, abis[0], defRet, enosys)
 	if x32 != nil {
-		// Only numbers with the x32 bit, other than -1, get here.
 		a.bind(lx32)
 		genTree(a, x32, defRet, enosys)
 	}
@@ -330,11 +334,8 @@ func segments(f *abiFilter, defRet uint32, enosys bool) []segment {
 		}
 	}
 	// runc adds no stub for an architecture the profile names nothing for.
-	if enosys && f.max > 0 && f.max+1 < skipNr {
+	if enosys && f.max > 0 {
 		add(segment{lo: f.max + 1, ret: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)})
-	}
-	if segs[len(segs)-1].lo != skipNr {
-		add(segment{lo: skipNr, ret: defRet})
 	}
 	return segs
 }
