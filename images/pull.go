@@ -263,14 +263,19 @@ func (s *Store) pullLayers(ctx context.Context, rc *regclient.RegClient, r ref.R
 		firstErr error
 	)
 	sem := make(chan struct{}, s.concurrency)
-	for i, l := range layers {
+	for _, l := range layers {
 		report(Progress{Digest: l.Digest, State: StateWaiting, Total: l.Size})
+	}
+	for i, l := range layers {
+		// Taking the slot here, not in the goroutine, starts downloads in layer order.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
 			defer func() { <-sem }()
 			if err := s.pullLayer(ctx, rc, r, l, diffIDs[i], report); err != nil {
 				once.Do(func() { firstErr = err; cancel() })
