@@ -32,7 +32,6 @@ func TestValidateErrors(t *testing.T) {
 		{"version junk", func(s *specs.Spec) { s.Version = "1.x" }, `ociVersion "1.x" is not a semantic version`},
 		{"no root", func(s *specs.Spec) { s.Root = nil }, "root.path must not be empty"},
 		{"empty root", func(s *specs.Spec) { s.Root.Path = "" }, "root.path must not be empty"},
-		{"no process", func(s *specs.Spec) { s.Process = nil }, "process property must not be empty"},
 		{"no cwd", func(s *specs.Spec) { s.Process.Cwd = "" }, "Cwd property must not be empty"},
 		{"relative cwd", func(s *specs.Spec) { s.Process.Cwd = "home" }, "Cwd must be an absolute path"},
 		{"no args", func(s *specs.Spec) { s.Process.Args = nil }, "args must not be empty"},
@@ -207,6 +206,7 @@ func TestValidateAccepts(t *testing.T) {
 		modify func(*specs.Spec)
 	}{
 		{"terminal", func(s *specs.Spec) { s.Process.Terminal = true }},
+		{"no process", func(s *specs.Spec) { s.Process = nil }},
 		{"no linux, no hostname", func(s *specs.Spec) { s.Linux = nil; s.Hostname = ""; s.Mounts = nil }},
 		{"relative mount destination", func(s *specs.Spec) { s.Mounts[0].Destination = "proc" }},
 		{"any 1.x", func(s *specs.Spec) { s.Version = "1.9.0" }},
