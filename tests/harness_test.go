@@ -228,6 +228,15 @@ func (h *harness) cleanup() []string {
 // leaks checks that no init process, cgroup directory, mount under the work
 // dir, or (if all) state directory is left.
 func (h *harness) leaks(all bool) []string {
+	return h.checkLeaks(all, deadline)
+}
+
+// leaksNoWait is leaks(true) without waiting for processes to go away.
+func (h *harness) leaksNoWait() []string {
+	return h.checkLeaks(true, 0)
+}
+
+func (h *harness) checkLeaks(all bool, wait time.Duration) []string {
 	var problems []string
 	h.mu.Lock()
 	inits := slices.Clone(h.inits)
@@ -244,7 +253,7 @@ func (h *harness) leaks(all bool) []string {
 		}
 	}
 	for _, p := range inits {
-		if err := waitGone(p.pid, p.start); err != nil {
+		if err := waitGone(p.pid, p.start, wait); err != nil {
 			problems = append(problems, fmt.Sprintf("leak: container %s: %v", p.id, err))
 		}
 	}
@@ -312,11 +321,11 @@ func alive(pid int, start string) bool {
 	return f[0] != "Z" && f[0] != "X"
 }
 
-func waitGone(pid int, start string) error {
-	end := time.Now().Add(deadline)
+func waitGone(pid int, start string, wait time.Duration) error {
+	end := time.Now().Add(wait)
 	for alive(pid, start) {
 		if time.Now().After(end) {
-			return fmt.Errorf("process %d still alive after %v", pid, deadline)
+			return fmt.Errorf("process %d still alive after %v", pid, wait)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -370,7 +370,7 @@ func cmdAlive(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		return
 	}
-	ts.Check(waitGone(pid, ""))
+	ts.Check(waitGone(pid, "", deadline))
 }
 
 func cmdNostate(ts *testscript.TestScript, neg bool, args []string) {
