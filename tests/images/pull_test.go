@@ -431,3 +431,10 @@ func fileUID(fi os.FileInfo) int {
 	}
 	return -1
 }
+
+func fileBlocks(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks
+	}
+	return 0
+}
