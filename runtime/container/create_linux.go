@@ -132,11 +132,14 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 			return nil, fmt.Errorf("chown exec fifo: %w", err)
 		}
 	}
-	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	// The init reaches the fifo through an O_PATH fd of its directory:
+	// unlike reopening an fd of the fifo through /proc/self/fd, openat on
+	// it works after pivot_root even when the container mounts no /proc.
+	fifoDir, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open exec fifo: %w", err)
+		return nil, fmt.Errorf("open state dir: %w", err)
 	}
-	defer fifo.Close()
+	defer fifoDir.Close()
 
 	parentSock, childSock, err := proto.Socketpair()
 	if err != nil {
@@ -173,7 +176,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		return n
 	}
 	addFile(proto.EnvInitPipe, childSock)
-	addFile(proto.EnvFifoFd, fifo)
+	addFile(proto.EnvFifoFd, fifoDir)
 	if o.ConsoleSocket != nil {
 		addFile(proto.EnvConsoleFd, o.ConsoleSocket)
 	}
@@ -202,6 +205,10 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		cmd.SysProcAttr.UidMappings = idMaps(s.Linux.UIDMappings)
 		cmd.SysProcAttr.GidMappings = idMaps(s.Linux.GIDMappings)
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root before exec: our host uid is usually
+		// unmapped inside, and an unmapped process loses every capability
+		// at execve.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	if err := startInPidNS(cmd, pidnsPath); err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
@@ -350,9 +357,6 @@ func cloneFlags(s *specs.Spec) (flags int, pidnsPath string, err error) {
 			return 0, "", errors.New("time namespaces are not supported yet")
 		}
 		flags |= f
-	}
-	if flags&unix.CLONE_NEWNS == 0 {
-		return 0, "", errors.New("a mount namespace is required")
 	}
 	return flags, pidnsPath, nil
 }

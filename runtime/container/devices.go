@@ -43,8 +43,17 @@ func effectiveResources(s *specs.Spec) *specs.LinuxResources {
 	}
 	devs = append(devs, allowedDevices...)
 	for _, d := range s.Linux.Devices {
+		typ := d.Type
+		switch typ {
+		case "u":
+			typ = "c"
+		case "c", "b":
+		default:
+			// FIFOs are not device-cgroup controlled.
+			continue
+		}
 		major, minor := d.Major, d.Minor
-		devs = append(devs, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+		devs = append(devs, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Minor: &minor, Access: "rwm"})
 	}
 	r.Devices = devs
 	return &r

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -22,7 +23,7 @@ var defaultDevices = []specs.LinuxDevice{
 	{Path: "/dev/tty", Type: "c", Major: 5, Minor: 0},
 }
 
-func createDevices(root *os.File, s *specs.Spec) error {
+func createDevices(root *os.File, s *specs.Spec, userns bool) error {
 	devs := make([]specs.LinuxDevice, 0, len(defaultDevices)+8)
 	seen := map[string]bool{}
 	if s.Linux != nil {
@@ -40,7 +41,11 @@ func createDevices(root *os.File, s *specs.Spec) error {
 	old := unix.Umask(0)
 	defer unix.Umask(old)
 	for _, d := range devs {
-		if err := createDevice(root, d); err != nil {
+		create := createDevice
+		if userns {
+			create = bindDevice
+		}
+		if err := create(root, d); err != nil {
 			return err
 		}
 	}
@@ -128,6 +133,21 @@ func setupDevSymlinks(rootfs string) error {
 		if err := unix.Symlinkat("pts/ptmx", int(dev.Fd()), "ptmx"); err != nil {
 			return fmt.Errorf("symlink /dev/ptmx: %w", err)
 		}
+	}
+	return nil
+}
+
+// bindDevice bind-mounts the host's node for d, for containers in a user
+// namespace, where mknod is not allowed.
+func bindDevice(root *os.File, d specs.LinuxDevice) error {
+	dest := filepath.Clean("/" + d.Path)
+	f, err := mkTarget(root, dest, false)
+	if err != nil {
+		return fmt.Errorf("create device %s: %w", d.Path, err)
+	}
+	defer f.Close()
+	if err := unix.Mount(d.Path, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind mount device %s: %w", d.Path, err)
 	}
 	return nil
 }

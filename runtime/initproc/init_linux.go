@@ -14,6 +14,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/cubo-dev/cubo/runtime/internal/proto"
@@ -104,7 +105,16 @@ func (in *initState) run() error {
 			return fmt.Errorf("set oom_score_adj: %w", err)
 		}
 	}
-	if err := in.setupRootfs(); err != nil {
+	// Without a mount namespace the container shares the host's mounts
+	// (runtime-tools' linux_ns_itype). runc then still mounts config.json's
+	// mounts, into the host's tree; we only chroot into the rootfs and
+	// mount nothing, so the host's mount table is never changed.
+	ownMounts := hasNS(s, specs.MountNamespace)
+	if ownMounts {
+		if err := in.setupRootfs(); err != nil {
+			return err
+		}
+	} else if err := chrootOnly(c.Rootfs); err != nil {
 		return err
 	}
 	if s.Process.Terminal {
@@ -128,8 +138,10 @@ func (in *initState) run() error {
 		}
 	}
 	// Read-only and masked paths come after sysctls, which write /proc/sys.
-	if err := finalizeRootfs(s); err != nil {
-		return err
+	if ownMounts {
+		if err := finalizeRootfs(s); err != nil {
+			return err
+		}
 	}
 	if err := setRlimits(s.Process.Rlimits); err != nil {
 		return err
@@ -181,9 +193,9 @@ func (in *initState) run() error {
 
 // waitStart blocks until `cubo-runc start` opens the exec fifo for reading.
 func (in *initState) waitStart() error {
-	// Reopen through /proc/self/fd: the O_PATH fd was opened on the host
-	// side, and the fifo path itself is not reachable after pivot_root.
-	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(in.fifoFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	// fifoFd is an O_PATH fd of the state dir, opened on the host side:
+	// the fifo's path is not reachable after pivot_root.
+	fd, err := unix.Openat(in.fifoFd, "exec.fifo", unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}

@@ -62,7 +62,7 @@ func (in *initState) setupRootfs() error {
 		}
 	}
 	if !devBound {
-		if err := createDevices(root, s); err != nil {
+		if err := createDevices(root, s, hasNS(s, specs.UserNamespace)); err != nil {
 			return err
 		}
 		if err := setupDevSymlinks(c.Rootfs); err != nil {
@@ -617,6 +617,28 @@ func writeSysctls(sysctls map[string]string) error {
 		if err := os.WriteFile(p, []byte(v), 0); err != nil {
 			return fmt.Errorf("write sysctl %s: %w", k, err)
 		}
+	}
+	return nil
+}
+
+func hasNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	if s.Linux == nil {
+		return false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+func chrootOnly(rootfs string) error {
+	if err := unix.Chroot(rootfs); err != nil {
+		return fmt.Errorf("chroot %s: %w", rootfs, err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir to /: %w", err)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ import (
 // They are cleared before anything runs in the container.
 const (
 	EnvInitPipe   = "_CUBO_INITPIPE"
-	EnvFifoFd     = "_CUBO_FIFOFD"
+	EnvFifoFd     = "_CUBO_FIFODIRFD" // O_PATH fd of the dir holding exec.fifo
 	EnvConsoleFd  = "_CUBO_CONSOLEFD"
 	EnvInitType   = "_CUBO_INITTYPE"
 	EnvPreserveFd = "_CUBO_PRESERVEFDS"
