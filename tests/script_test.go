@@ -38,7 +38,7 @@ import (
 //	    run `$RT --root $ROOT ARGS...`; its output feeds stdout/stderr.
 //	    create and run -d send the container's stdio to <id>.out and <id>.err
 //	    in the current directory (id cut to 64 characters) and track the
-//	    init for the leak check.
+//	    init for the leak check; exec -d sends it to exec.out and exec.err.
 //	exitcode N
 //	    the last rt exited with status N
 //	jsonset FILE PATH VALUE / jsondel FILE PATH
@@ -200,14 +200,29 @@ func isDetached(args []string) bool {
 	switch args[0] {
 	case "create":
 		return true
-	case "run":
-		for _, a := range args[1:] {
+	case "run", "exec":
+		for i := 1; i < len(args); i++ {
+			a := args[i]
+			if !strings.HasPrefix(a, "-") {
+				break // the ID: what follows is exec's command
+			}
 			if a == "-d" || a == "--detach" || a == "-detach" || a == "--detach=true" {
 				return true
+			}
+			if valueFlags[strings.TrimLeft(a, "-")] {
+				i++
 			}
 		}
 	}
 	return false
+}
+
+// valueFlags are the create/run/exec flags that take a separate value.
+var valueFlags = map[string]bool{
+	"bundle": true, "b": true, "pid-file": true, "console-socket": true, "pidfd-socket": true,
+	"preserve-fds": true, "cwd": true, "env": true, "e": true, "user": true, "u": true,
+	"process": true, "p": true, "additional-gids": true, "g": true, "cap": true, "c": true,
+	"cgroup": true, "apparmor": true, "process-label": true,
 }
 
 func cmdRt(ts *testscript.TestScript, neg bool, args []string) {
@@ -218,6 +233,9 @@ func cmdRt(ts *testscript.TestScript, neg bool, args []string) {
 	var r result
 	if isDetached(args) {
 		name := sanitize(containerID(args))
+		if args[0] == "exec" {
+			name = "exec"
+		}
 		if len(name) > 64 {
 			name = name[:64]
 		}
@@ -231,7 +249,7 @@ func cmdRt(ts *testscript.TestScript, neg bool, args []string) {
 	if r.code < 0 {
 		ts.Fatalf("%s %s: %v", runtimeName, strings.Join(args, " "), r.err)
 	}
-	if r.code == 0 && isDetached(args) {
+	if r.code == 0 && isDetached(args) && args[0] != "exec" {
 		if err := s.h.track(containerID(args)); err != nil {
 			ts.Fatalf("track %s: %v", containerID(args), err)
 		}
