@@ -38,7 +38,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-const sharedImages = "../../../shared/images"
+// sharedImages is shared/images beside the checkout, or $CUBO_TEST_IMAGES.
+var sharedImages = func() string {
+	if d := os.Getenv("CUBO_TEST_IMAGES"); d != "" {
+		return d
+	}
+	return "../../../shared/images"
+}()
 
 type regMode int
 
