@@ -136,9 +136,9 @@ func (a *applier) openDir(rel string, create bool) (int, error) {
 func (a *applier) resolveErr(rel string, err error) error {
 	switch {
 	case errors.Is(err, unix.ELOOP):
-		return unsafeErr(rel, "path goes through a symlink")
+		return fmt.Errorf("dir %q: path goes through a symlink: %w", rel, ErrUnsafeEntry)
 	case errors.Is(err, unix.EXDEV):
-		return unsafeErr(rel, "path leaves the layer")
+		return fmt.Errorf("dir %q: path leaves the layer: %w", rel, ErrUnsafeEntry)
 	case errors.Is(err, unix.ENOTDIR):
 		return fmt.Errorf("entry %q: a parent is not a directory: %w", rel, errdefs.ErrInvalidArgument)
 	}
@@ -157,7 +157,10 @@ func (a *applier) parent(p string, create bool) (int, string, error) {
 		dir = "."
 	}
 	fd, err := a.openDir(strings.TrimSuffix(dir, "/"), create)
-	return fd, base, err
+	if err != nil {
+		return -1, "", fmt.Errorf("entry %q: %w", p, err)
+	}
+	return fd, base, nil
 }
 
 // removeAt deletes name in dirfd, recursively for directories, without following symlinks.
