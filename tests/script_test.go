@@ -67,6 +67,7 @@ func TestScript(t *testing.T) {
 	requireRuntime(t)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
+		WorkdirRoot:         t.TempDir(), // testscript leaves its root behind under -run filters
 		RequireExplicitExec: true,
 		Setup:               scriptSetup,
 		Condition:           scriptCondition,
