@@ -13,17 +13,26 @@
 # .conformance/logs/<runtime>/<test>.tap.
 #
 # A test passes when the program exits 0 and its TAP output has no "not ok" line and no
-# orphan diagnostic. An orphan diagnostic is a YAML block that follows no test line: several
-# programs (hooks, prestart, poststart, poststop...) report a failed lifecycle only that way,
-# under a plan of "1..0". Most programs print "ok" lines; a few of the *_fail and hook programs
-# assert nothing and only speak up on failure (process_rlimits_fail prints no TAP at all and
-# exits 1 if the runtime accepted the bad config), so for them a clean exit is the pass; the
-# report marks those "no assertions". stderr goes to a separate file, so that runtime messages
-# cannot split a test line from its diagnostic.
+# failure diagnostic: a YAML block with an "error" key under no test line, which is how the
+# lifecycle programs (hooks, prestart, poststart, poststop...) report a failure, under a plan
+# of "1..0". The "error" key matters: other programs print informational blocks (runtimetest's
+# output) the same way. A few programs assert nothing and only speak up on failure
+# (process_rlimits_fail prints no TAP and exits 1 if the runtime accepted the bad config), so
+# for them a clean exit is the pass; the report marks them "no assertions". stderr goes to
+# <test>.stderr, so that runtime messages cannot split a test line from its diagnostic.
 #
 # The report (Markdown) goes to docs/conformance.md when RUNTIME says it is cubo-runc, and to
 # .conformance/conformance-<runtime>.md otherwise, so comparison runs with runc or crun never
-# overwrite the project's record; -o chooses the file.
+# overwrite the project's record; -o chooses the file. A full run also leaves
+# .conformance/results-<runtime>.txt, and every report shows the other runtimes' last full
+# runs as extra columns: run `tests/conformance/run.sh runc` once, and `make conformance` then
+# compares cubo-runc with runc test by test.
+#
+# Cleanup: each program makes its bundles with os.MkdirTemp, so they run with TMPDIR set to a
+# scratch dir; after each program, containers whose bundle lies there are deleted with
+# `RUNTIME delete --force` (never anyone else's, even under the shared default root), the test
+# cgroups (cgrouptest, testdir) that did not exist before the run are removed, and the scratch
+# dir is emptied.
 set -u
 
 usage() {
@@ -75,6 +84,16 @@ if [ -z "$report" ]; then
 	"cubo-runc version"*) report=$top/docs/conformance.md ;;
 	*) report=$work/conformance-$name.md ;;
 	esac
+fi
+
+# One run at a time: runs share the programs in .conformance/bin and the host-wide test cgroups
+# (/cgrouptest), which a concurrent run's cleanup would remove under the other's feet. The
+# runtime never gets fd 9, so a container that outlives its test cannot hold the lock.
+mkdir -p "$work"
+exec 9>"$work/lock"
+if ! flock -n 9; then
+	echo "waiting for another run.sh to finish"
+	flock 9
 fi
 
 # --- build ------------------------------------------------------------------------------------
@@ -138,10 +157,10 @@ done
 # leftovers deletes the containers whose bundle lies in our scratch dir: never anyone else's,
 # even under the runtime's shared default root.
 leftovers() {
-	"$runtime" list 2>/dev/null | awk -v p="$scratch/" 'NR > 1 && index($4, p) == 1 { print $1 }' |
+	"$runtime" list 2>/dev/null 9>&- | awk -v p="$scratch/" 'NR > 1 && index($4, p) == 1 { print $1 }' |
 		while read -r id; do
 			echo "  cleanup: $name delete --force $id" >>"$log"
-			"$runtime" delete --force "$id" >>"$log" 2>&1
+			"$runtime" delete --force "$id" >>"$log" 2>&1 9>&-
 		done
 	for c in $(cgroup_candidates); do
 		case $preexisting in *" $c "*) continue ;; esac
@@ -153,12 +172,14 @@ leftovers() {
 	rm -rf --one-file-system "$scratch"/* 2>/dev/null
 }
 
-# judge prints the number of "ok" lines, "not ok" lines and orphan diagnostics of a TAP log.
+# judge prints the number of "ok" lines, "not ok" lines and failure diagnostics of a TAP log.
 judge() {
 	awk '
 		/^not ok/ { bad++ }
 		/^ok/ { ok++ }
-		/^  ---/ && prev !~ /^(not )?ok/ { orphans++ }
+		/^  ---/ && prev !~ /^(not )?ok/ { orphan = 1 }
+		/^  \.\.\./ { orphan = 0 }
+		orphan && /^    "error":/ { orphans++ }
 		{ prev = $0 }
 		END { print ok + 0, bad + 0, orphans + 0 }
 	' "$1"
@@ -175,7 +196,10 @@ trap 'exit 130' INT TERM
 # --- run ----------------------------------------------------------------------------------------
 passed=0
 failed=0
-rows=""
+# results holds "RESULT test note..." lines; a full run keeps them as results-<runtime>.txt
+# for the comparison columns of later reports.
+results=$logs/results.txt
+: >"$results"
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 cd "$bin" || exit 2
 for t in $tests; do
@@ -184,7 +208,7 @@ for t in $tests; do
 		echo "no such validation program: $t" >"$log"
 		rc=127
 	else
-		TMPDIR=$scratch RUNTIME=$runtime timeout -k 10 "$limit" "./$t" >"$log" 2>"$logs/$t.stderr" </dev/null
+		TMPDIR=$scratch RUNTIME=$runtime timeout -k 10 "$limit" "./$t" >"$log" 2>"$logs/$t.stderr" </dev/null 9>&-
 		rc=$?
 	fi
 	set -- $(judge "$log")
@@ -202,12 +226,27 @@ for t in $tests; do
 	[ "$rc" = 0 ] || note="$note, exit $rc"
 	[ "$rc" = 124 ] && note="$note (timed out after ${limit}s)"
 	echo "$result $t"
-	rows="$rows| $t | $result | $note |
-"
+	echo "$result $t $note" >>"$results"
 	leftovers
 done
 total=$((passed + failed))
 echo "$passed passed, $failed failed"
+if [ -z "$selected" ]; then
+	{
+		echo "# $name: ${version_line:-no --version output}"
+		cat "$results"
+	} >"$work/results-$name.txt"
+fi
+
+# Other runtimes' full runs become extra columns, so a cubo-runc report shows where runc or
+# crun stand on the same host.
+others=""
+for f in "$work"/results-*.txt; do
+	[ -f "$f" ] || continue
+	other=${f#"$work"/results-}
+	other=${other%.txt}
+	[ "$other" = "$name" ] || others="$others $other"
+done
 
 mkdir -p "$(dirname "$report")"
 {
@@ -223,13 +262,48 @@ mkdir -p "$(dirname "$report")"
 	echo "- result: **$passed of $total passed**"
 	echo
 	echo "A program passes when it exits 0 with no \`not ok\` line and no failure diagnostic (a YAML"
-	echo "block under no test line, which is how the lifecycle programs report a failure). Programs"
+	echo "block with an \"error\" key under no test line: the lifecycle programs report so). Programs"
 	echo "marked \"no assertions\" only speak up on failure. See tests/conformance/run.sh."
 	echo "TAP logs: \`.conformance/logs/$name/<test>.tap\` and \`<test>.stderr\`."
 	echo
-	echo "| test | result | TAP |"
-	echo "|---|---|---|"
-	printf '%s' "$rows"
+	if [ -n "$others" ]; then
+		echo "Other columns: the last full run of each runtime on this host, as recorded in"
+		echo "\`.conformance/results-<runtime>.txt\`:"
+		for o in $others; do
+			echo "- $(head -n 1 "$work/results-$o.txt" | sed 's/^# //'), $(grep -c '^PASS' "$work/results-$o.txt") passed"
+		done
+		echo
+	fi
+	echo "Programs no runtime can pass with this suite version (checked in its source):"
+	echo "- \`hooks\` compares the hook output with a string that lacks the \"called\" its own hooks write."
+	echo "- \`linux_cgroups_pids\`, \`linux_cgroups_relative_pids\`, \`delete_resources\` compare"
+	echo "  the *int64 pids limits as pointers (runtime-spec 1.3 made the field a pointer)."
+	echo
+	echo "Programs that assert against runc's behaviour (see the design's runc-cli.md): \`delete\`"
+	echo "wants \`delete\` of a created container to fail (containerd relies on it succeeding), and"
+	echo "\`start\` wants create without \`process\` to succeed (runc refuses it at create)."
+	echo "\`pidfile\` kills a container whose process is \`true\` and fails when \`true\` has"
+	echo "already exited (a race the runtime loses by being fast)."
+	capbnd=$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)
+	if [ -n "$capbnd" ] && [ $((0x$capbnd >> 24 & 1)) = 0 ]; then
+		echo
+		echo "This host's capability bounding set lacks CAP_SYS_RESOURCE, so no runtime can grant"
+		echo "every capability (\`process_capabilities\`)."
+	fi
+	echo
+	printf '| test | %s |' "$name"
+	for o in $others; do printf ' %s |' "$o"; done
+	printf ' TAP (%s) |\n|---|---|' "$name"
+	for o in $others; do printf -- '---|'; done
+	printf -- '---|\n'
+	while read -r result t note; do
+		printf '| %s | %s |' "$t" "$result"
+		for o in $others; do
+			r=$(awk -v t="$t" '$2 == t { print $1 }' "$work/results-$o.txt")
+			printf ' %s |' "${r:-n/a}"
+		done
+		printf ' %s |\n' "$note"
+	done <"$results"
 } >"$report"
 echo "report: $report"
 [ "$failed" = 0 ]
