@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // deadline bounds every wait on a real condition (a state change, a file
@@ -222,7 +224,36 @@ func (h *harness) cleanup() []string {
 			problems = append(problems, fmt.Sprintf("cleanup: delete --force %s: %v: %s", e.Name(), r.err, r.stderr))
 		}
 	}
-	return append(problems, h.leaks(true)...)
+	problems = append(problems, h.leaks(true)...)
+	if len(problems) > 0 {
+		h.reclaim()
+	}
+	return problems
+}
+
+// reclaim removes by force what a broken runtime left behind, so that one
+// failing test does not leave processes, cgroups or mounts on the machine:
+// it kills the tracked inits, unmounts everything under the work dir,
+// removes leftover cgroup directories and the --root.
+func (h *harness) reclaim() {
+	h.mu.Lock()
+	inits := slices.Clone(h.inits)
+	h.mu.Unlock()
+	for _, p := range inits {
+		if alive(p.pid, p.start) {
+			unix.Kill(p.pid, unix.SIGKILL)
+			waitGone(p.pid, p.start, deadline)
+		}
+	}
+	mounts := mountsUnder(h.work)
+	for i := len(mounts) - 1; i >= 0; i-- {
+		unix.Unmount(mounts[i], unix.MNT_DETACH)
+	}
+	for _, d := range h.cgroupDirs() {
+		os.Remove(d) // rmdir: only an empty cgroup goes
+	}
+	os.RemoveAll(h.root)
+	os.Mkdir(h.root, 0o700)
 }
 
 // leaks checks that no init process, cgroup directory, mount under the work
@@ -240,7 +271,6 @@ func (h *harness) checkLeaks(all bool, wait time.Duration) []string {
 	var problems []string
 	h.mu.Lock()
 	inits := slices.Clone(h.inits)
-	bundles := slices.Clone(h.bundles)
 	h.mu.Unlock()
 
 	if all {
@@ -257,6 +287,27 @@ func (h *harness) checkLeaks(all bool, wait time.Duration) []string {
 			problems = append(problems, fmt.Sprintf("leak: container %s: %v", p.id, err))
 		}
 	}
+	for _, d := range h.cgroupDirs() {
+		if _, err := os.Stat(d); err == nil {
+			problems = append(problems, "leak: cgroup directory left: "+d)
+		}
+	}
+	if h.work != "" {
+		for _, m := range mountsUnder(h.work) {
+			problems = append(problems, "leak: mount left: "+m)
+		}
+	}
+	return problems
+}
+
+// cgroupDirs lists the cgroup directories the containers of this harness
+// used: those seen for the tracked inits and those named by the bundles'
+// cgroupsPath (cgroupfs driver).
+func (h *harness) cgroupDirs() []string {
+	h.mu.Lock()
+	inits := slices.Clone(h.inits)
+	bundles := slices.Clone(h.bundles)
+	h.mu.Unlock()
 	var dirs []string
 	for _, p := range inits {
 		dirs = append(dirs, p.cgroups...)
@@ -271,17 +322,7 @@ func (h *harness) checkLeaks(all bool, wait time.Duration) []string {
 		}
 	}
 	slices.Sort(dirs)
-	for _, d := range slices.Compact(dirs) {
-		if _, err := os.Stat(d); err == nil {
-			problems = append(problems, "leak: cgroup directory left: "+d)
-		}
-	}
-	if h.work != "" {
-		for _, m := range mountsUnder(h.work) {
-			problems = append(problems, "leak: mount left: "+m)
-		}
-	}
-	return problems
+	return slices.Compact(dirs)
 }
 
 // procStart returns the start time of pid from /proc/<pid>/stat, or "".
@@ -440,9 +481,13 @@ func cgroupDirsOf(procCgroup string) []string {
 	paths := parseProcCgroup(procCgroup)
 	var out []string
 	for _, m := range cgroupMountsOnce() {
-		if p, ok := paths[m.key]; ok && p != "/" {
-			out = append(out, filepath.Join(m.dir, p))
+		p, ok := paths[m.key]
+		// Our own cgroup or one of its ancestors is not the container's
+		// (a runtime that failed to move the init leaves it in ours).
+		if self := selfCgroups()[m.key]; !ok || p == "/" || p == self || strings.HasPrefix(self, strings.TrimSuffix(p, "/")+"/") {
+			continue
 		}
+		out = append(out, filepath.Join(m.dir, p))
 	}
 	return out
 }
