@@ -4,6 +4,8 @@ import (
 	"os"
 
 	"github.com/cubo-dev/cubo/runtime/initproc"
+	// Joins namespaces by path before the Go runtime starts threads.
+	_ "github.com/cubo-dev/cubo/runtime/nsenter"
 )
 
 // The container init is this same binary re-executed as "cubo-runc init".

@@ -1,3 +1,10 @@
+// The Go runtime would read the cgroup CPU quota at startup (and keep those
+// files open, where the container init could inherit them) and poll it to
+// adjust GOMAXPROCS; a short-lived runtime process wants neither.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
+
 // Command cubo-runc is Cubo's OCI runtime: a drop-in for runc that takes an
 // OCI bundle and runs the container's lifecycle (create, start, kill,
 // delete, state, ...) with runc's CLI contract.
@@ -63,6 +70,7 @@ type cli struct {
 	Pause    pauseCmd    `cmd:"" help:"Pause all processes inside the container."`
 	Resume   resumeCmd   `cmd:"" help:"Resume all processes that have been previously paused."`
 	Ps       psCmd       `cmd:"" help:"Display the processes running inside a container."`
+	Exec     execCmd     `cmd:"" help:"Execute a new process inside the container."`
 }
 
 func main() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -17,4 +18,12 @@ func loadSpecQuiet(bundle string) (*specs.Spec, error) {
 	}
 	var s specs.Spec
 	return &s, json.Unmarshal(b, &s)
+}
+
+func absPath(p string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", p, err)
+	}
+	return a, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -12,7 +13,7 @@ import (
 // slave is visible inside), makes its slave the process's stdio and
 // controlling terminal, and hands the master to the caller over the console
 // socket in one sendmsg, as runc-cli.md §3.1 requires.
-func (in *initState) setupConsole() error {
+func (in *initState) setupConsole(ps *specs.Process) error {
 	if in.consoleFd < 0 {
 		return errors.New("process.terminal is set but no console socket was given")
 	}
@@ -30,7 +31,7 @@ func (in *initState) setupConsole() error {
 		return fmt.Errorf("get pty number: %w", err)
 	}
 	slavePath := "/dev/pts/" + strconv.Itoa(int(n))
-	if cs := in.cfg.Spec.Process.ConsoleSize; cs != nil {
+	if cs := ps.ConsoleSize; cs != nil {
 		ws := &unix.Winsize{Row: uint16(cs.Height), Col: uint16(cs.Width)}
 		if err := unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, ws); err != nil {
 			return fmt.Errorf("set console size: %w", err)
@@ -41,12 +42,14 @@ func (in *initState) setupConsole() error {
 		return fmt.Errorf("open %s: %w", slavePath, err)
 	}
 	defer unix.Close(slave)
-	u := in.cfg.Spec.Process.User
+	u := ps.User
 	if err := unix.Fchown(slave, int(u.UID), -1); err != nil {
 		return fmt.Errorf("chown %s: %w", slavePath, err)
 	}
-	// /dev/console is what programs like getty and systemd open.
-	if fd, err := unix.Open("/dev/console", unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600); err == nil {
+	// /dev/console is what programs like getty and systemd open; an exec'd
+	// process must not take it over from the container's own.
+	if in.cfg.Exec {
+	} else if fd, err := unix.Open("/dev/console", unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600); err == nil {
 		unix.Close(fd)
 		if err := unix.Mount(slavePath, "/dev/console", "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind mount %s on /dev/console: %w", slavePath, err)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cubo-dev/cubo/runtime/internal/proto"
+	"github.com/cubo-dev/cubo/runtime/nsenter"
 )
 
 // Init is called from the cubo-runc binary's package init when argv[1] is
@@ -44,7 +45,14 @@ func Init() {
 		os.Exit(1)
 	}
 	in := &initState{cfg: msg.Config, sock: sock, fifoFd: fifoFd, consoleFd: consoleFd}
-	if err := in.run(); err != nil {
+	run := in.run
+	if in.cfg.Exec {
+		run = in.runExec
+	}
+	if err := nsenter.Err(); err != nil {
+		run = func() error { return err }
+	}
+	if err := run(); err != nil {
 		if in.sock != nil {
 			_ = proto.Send(in.sock, proto.Message{Type: proto.MsgError, Error: err.Error()})
 		} else {
@@ -118,7 +126,7 @@ func (in *initState) run() error {
 		return err
 	}
 	if s.Process.Terminal {
-		if err := in.setupConsole(); err != nil {
+		if err := in.setupConsole(s.Process); err != nil {
 			return err
 		}
 	}
@@ -205,4 +213,56 @@ func (in *initState) waitStart() error {
 	unix.Close(fd)
 	unix.Close(in.fifoFd)
 	return nil
+}
+
+// runExec prepares a process joining a running container. The namespaces
+// were joined before Go started (nsenter, and the parent for the pid
+// namespace) and the parent put us in the container's cgroup; what is left
+// is the per-process setup, the same as for the container's first process.
+func (in *initState) runExec() error {
+	c := in.cfg
+	s := c.Spec
+	ps := c.Process
+	if ps == nil {
+		return errors.New("exec: no process")
+	}
+	// The process runs in the container's root: setns into its mount
+	// namespace moved our root and cwd there.
+	if ps.Terminal {
+		if err := in.setupConsole(ps); err != nil {
+			return err
+		}
+	}
+	if ps.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*ps.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("set oom_score_adj: %w", err)
+		}
+	}
+	if err := setRlimits(ps.Rlimits); err != nil {
+		return err
+	}
+	p, err := newProcess(ps)
+	if err != nil {
+		return err
+	}
+	if err := unix.CloseRange(uint(3+c.PreserveFds), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("mark fds close-on-exec: %w", err)
+	}
+	if s.Linux != nil && s.Linux.Seccomp != nil && !ps.NoNewPrivileges {
+		if err := loadSeccomp(s.Linux.Seccomp); err != nil {
+			return err
+		}
+	}
+	if err := p.finalize(); err != nil {
+		return err
+	}
+	if err := p.lookPath(); err != nil {
+		return err
+	}
+	if err := proto.Send(in.sock, proto.Message{Type: proto.MsgReady}); err != nil {
+		return err
+	}
+	in.sock.Close()
+	in.sock = nil
+	return p.exec(s)
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -67,6 +68,14 @@ func (in *initState) setupRootfs() error {
 		}
 		if err := setupDevSymlinks(c.Rootfs); err != nil {
 			return err
+		}
+	}
+	// runc creates a missing cwd (as root, before dropping privileges).
+	if cwd := s.Process.Cwd; cwd != "" {
+		if d, err := pathrs.MkdirAllHandle(root, inRoot(root, cwd), 0o755); err != nil {
+			return fmt.Errorf("create cwd %s: %w", cwd, err)
+		} else {
+			d.Close()
 		}
 	}
 	if c.HookSync {
@@ -238,7 +247,7 @@ func mountOf(path string) (mountEntry, error) {
 // mount targets the resolved fd through /proc/self/fd, so a symlink swapped
 // in after resolution cannot redirect it to the host.
 func (in *initState) mountOne(root *os.File, m *specs.Mount) error {
-	dest := cleanDest(m.Destination)
+	dest := inRoot(root, cleanDest(m.Destination))
 	opts := spec.ParseMountOptions(m.Options)
 	bind := isBind(m)
 	if m.Type == "cgroup" && !bind {
@@ -330,9 +339,28 @@ func remountInRoot(root *os.File, dest string, flags uintptr) error {
 	return remountBind("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), flags)
 }
 
+// inRoot resolves the symlinks in dest as if root were "/". A destination
+// may go through a symlink whose target does not exist yet (a dangling
+// absolute link, or one climbing above "/"); runc resolves such links this
+// way too. The result has no symlinks left, so the race-safe handle
+// functions can create it; if a symlink is swapped in afterwards they
+// still refuse to leave the root.
+func inRoot(root *os.File, dest string) string {
+	resolved, err := securejoin.SecureJoin(root.Name(), dest)
+	if err != nil {
+		return dest
+	}
+	rel, err := filepath.Rel(root.Name(), resolved)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return dest
+	}
+	return filepath.Clean("/" + rel)
+}
+
 // mkTarget creates dest inside root (a directory, or an empty file for a
 // file bind mount) and returns an O_PATH handle to it.
 func mkTarget(root *os.File, dest string, isDir bool) (*os.File, error) {
+	dest = inRoot(root, dest)
 	if isDir {
 		return pathrs.MkdirAllHandle(root, dest, 0o755)
 	}
