@@ -71,6 +71,8 @@ type cli struct {
 	Resume   resumeCmd   `cmd:"" help:"Resume all processes that have been previously paused."`
 	Ps       psCmd       `cmd:"" help:"Display the processes running inside a container."`
 	Exec     execCmd     `cmd:"" help:"Execute a new process inside the container."`
+	Update   updateCmd   `cmd:"" help:"Update the resource limits of a container."`
+	Events   eventsCmd   `cmd:"" help:"Display container events such as OOM notifications and resource usage statistics."`
 }
 
 func main() {

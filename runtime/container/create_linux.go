@@ -10,6 +10,7 @@ import (
 	"regexp"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/cubo-dev/cubo/runtime/internal/hooks"
 	"github.com/cubo-dev/cubo/runtime/internal/linux"
 	"github.com/cubo-dev/cubo/runtime/internal/proto"
+	"github.com/cubo-dev/cubo/runtime/nsenter"
 )
 
 // CreateOpts are the inputs of Create beyond the root and the ID.
@@ -182,11 +184,12 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	}
 	exeFd := addFile("", exe)
 
-	cloneFlags, pidnsPath, err := cloneFlags(s)
+	cloneFlags, pidnsPath, nsEnv, err := cloneFlags(s)
 	if err != nil {
 		return nil, err
 	}
-	c.OwnPidNS = cloneFlags&unix.CLONE_NEWPID != 0
+	env = append(env, nsEnv...)
+	c.OwnPidNS = cloneFlags&unix.CLONE_NEWPID != 0 || (pidnsPath == "" && hasNewNS(s, specs.PIDNamespace))
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/" + strconv.Itoa(exeFd),
 		Args:       []string{"cubo-runc", "init"},
@@ -266,11 +269,14 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		}
 		switch m.Type {
 		case proto.MsgHooks:
+			// The legacy prestart hooks see "created", which
+			// runtime-tools checks; createRuntime is specified to run
+			// while the container is still "creating".
 			st := c.OCIState(Created)
-			st.Status = specs.StateCreating
 			if err := hooks.Run(s.Hooks.Prestart, st, "prestart"); err != nil { //nolint:staticcheck // see above
 				return nil, err
 			}
+			st.Status = specs.StateCreating
 			if err := hooks.Run(s.Hooks.CreateRuntime, st, "createRuntime"); err != nil {
 				return nil, err
 			}
@@ -329,36 +335,64 @@ var nsCloneFlags = map[specs.LinuxNamespaceType]int{
 	specs.TimeNamespace:    unix.CLONE_NEWTIME,
 }
 
-// cloneFlags returns the namespaces to create at clone time. The cgroup
-// namespace is left to the init (it must be created after joining the
-// cgroup); a pid namespace given by path is returned for startInPidNS.
-func cloneFlags(s *specs.Spec) (flags int, pidnsPath string, err error) {
+// cloneFlags returns the namespaces to create at clone time, a pid
+// namespace to enter (for startInPidNS), and the environment for the nsenter
+// constructor.
+//
+// The cgroup namespace is left to the init (it must be created after
+// joining the cgroup). When any namespace is joined by path (user and mount
+// ones can only be joined by the constructor, before Go starts threads),
+// every namespace except pid is handled there: joined ones first (user
+// first), then the new ones unshared, so the new ones are owned by a joined
+// user namespace, as with runc.
+func cloneFlags(s *specs.Spec) (flags int, pidnsPath string, env []string, err error) {
 	if s.Linux == nil {
-		return 0, "", nil
+		return 0, "", nil, nil
 	}
+	viaC := false
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Path != "" && ns.Type != specs.PIDNamespace {
+			viaC = true
+		}
+	}
+	var joins []string
+	unshare := 0
 	for _, ns := range s.Linux.Namespaces {
 		f, ok := nsCloneFlags[ns.Type]
 		if !ok {
-			return 0, "", fmt.Errorf("unknown namespace type %q", ns.Type)
+			return 0, "", nil, fmt.Errorf("unknown namespace type %q", ns.Type)
 		}
 		if ns.Path != "" {
-			switch ns.Type {
-			case specs.PIDNamespace:
+			switch {
+			case ns.Type == specs.PIDNamespace:
 				pidnsPath = ns.Path
-			case specs.UserNamespace, specs.MountNamespace:
-				return 0, "", fmt.Errorf("joining an existing %s namespace (%s) is not supported yet", ns.Type, ns.Path)
+			default:
+				joins = append(joins, nsProcNames[ns.Type]+"="+ns.Path)
 			}
 			continue
 		}
-		switch ns.Type {
-		case specs.CgroupNamespace:
+		switch {
+		case ns.Type == specs.CgroupNamespace:
 			continue
-		case specs.TimeNamespace:
-			return 0, "", errors.New("time namespaces are not supported yet")
+		case ns.Type == specs.TimeNamespace:
+			// clone(2) cannot take CLONE_NEWTIME (it overlaps CSIGNAL).
+			unshare |= f
+			continue
+		case viaC && ns.Type == specs.UserNamespace:
+			return 0, "", nil, errors.New("creating a user namespace while joining a mount namespace by path is not supported")
+		case viaC && ns.Type != specs.PIDNamespace:
+			unshare |= f
+			continue
 		}
 		flags |= f
 	}
-	return flags, pidnsPath, nil
+	if len(joins) > 0 {
+		env = append(env, nsenter.EnvNSEnter+"="+strings.Join(joins, ";"))
+	}
+	if unshare != 0 {
+		env = append(env, nsenter.EnvUnshare+"="+strconv.Itoa(unshare))
+	}
+	return flags, pidnsPath, env, nil
 }
 
 func hasNewNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {

@@ -98,9 +98,6 @@ func (in *initState) run() error {
 			return fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
 	}
-	if err := joinNamespaces(s); err != nil {
-		return err
-	}
 	if !c.NoNewKeyring {
 		if err := joinSessionKeyring(c.ID); err != nil {
 			return err
