@@ -12,6 +12,7 @@ import (
 type globals struct {
 	RootDir  string `name:"root-dir" env:"CUBO_ROOT" placeholder:"DIR" help:"Directory for images and containers (default $XDG_STATE_HOME/cubo, $XDG_DATA_HOME/cubo, ~/.local/state/cubo or /tmp/cubo)."`
 	LogLevel string `name:"log-level" env:"CUBO_LOG" default:"warn" placeholder:"LEVEL" help:"Log verbosity on stderr: trace, debug, info, warn, error, disabled."`
+	Runtime  string `name:"runtime" env:"CUBO_RUNTIME" default:"cubo-runc" placeholder:"PATH|NAME" help:"OCI runtime binary: cubo-runc (next to cubo, then on PATH), runc, crun or a path."`
 
 	root string
 	log  zerolog.Logger

@@ -30,6 +30,13 @@ type cli struct {
 	Load      loadCmd      `cmd:"" help:"Load images from an OCI or docker archive." group:"Images"`
 	Login     loginCmd     `cmd:"" help:"Log in to a registry." group:"Registries"`
 	Logout    logoutCmd    `cmd:"" help:"Log out from a registry." group:"Registries"`
+	Run       runCmd       `cmd:"" help:"Run a container from a blueprint." group:"Containers"`
+	Ps        psCmd        `cmd:"" help:"List containers." group:"Containers"`
+	Stop      stopCmd      `cmd:"" help:"Stop running containers." group:"Containers"`
+	Rm        rmCmd        `cmd:"" help:"Remove containers." group:"Containers"`
+	Logs      logsCmd      `cmd:"" help:"Print a container's output." group:"Containers"`
+	Exec      execCmd      `cmd:"" help:"Run a command in a running container." group:"Containers"`
+	Inspect   inspectCmd   `cmd:"" help:"Show containers' records and configs as JSON." group:"Containers"`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cubo-dev/cubo/manager"
+	"github.com/cubo-dev/cubo/manager/ociruntime"
+)
+
+// manager opens the container manager (with the image store) under the root dir.
+func (g *globals) manager() (*manager.Manager, error) {
+	st, err := g.store()
+	if err != nil {
+		return nil, err
+	}
+	return manager.New(g.root,
+		manager.WithStore(st),
+		manager.WithLogger(g.log),
+		manager.WithRuntime(g.Runtime),
+	)
+}
+
+// exitWith ends cubo with a container process's status when err carries one, printing
+// nothing: the status is the container's, not an error of cubo.
+func exitWith(err error, restore func()) error {
+	var ee *ociruntime.ExitError
+	if errors.As(err, &ee) && err.Error() == ee.Error() {
+		if restore != nil {
+			restore()
+		}
+		os.Exit(ee.Status)
+	}
+	return err
+}
+
+// forEach runs fn on every ref, printing the ref of each success and joining the errors,
+// one line per failed ref.
+func forEach(refs []string, fn func(ref string) error) error {
+	var errs []error
+	for _, r := range refs {
+		if err := fn(r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Println(r)
+	}
+	return errors.Join(errs...)
+}

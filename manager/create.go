@@ -1,0 +1,509 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/images"
+	"github.com/cubo-dev/cubo/spec"
+)
+
+// CreateOpts describe a container to create; the zero value of a field means the image's
+// setting or the default.
+type CreateOpts struct {
+	Image      string
+	Name       string
+	Command    []string
+	Entrypoint *string
+	Workdir    string
+	Env        []string
+	User       string
+	Hostname   string
+	Volumes    []string
+	Publish    []string
+	Tmpfs      []string
+	Network    string
+	Memory     string
+	CPUs       float64
+	PidsLimit  int64
+	ReadOnly   bool
+	AutoRemove bool
+	// Interactive attaches the caller's stdio; Tty gives the process a pseudo-terminal
+	// (only with Interactive).
+	Interactive bool
+	Tty         bool
+	// NetNSPath, when set, is a network namespace the container joins: the hook where
+	// bridge networking plugs in.
+	NetNSPath string
+}
+
+// parsed is CreateOpts checked and turned into what the bundle needs.
+type parsed struct {
+	volumes []Volume
+	ports   []Port
+	tmpfs   [][2]string
+	memory  int64
+}
+
+// ParseVolume parses HOST:CONT[:ro|rw]; HOST must be an existing absolute path.
+func ParseVolume(v string) (Volume, error) {
+	parts := strings.Split(v, ":")
+	var vol Volume
+	switch len(parts) {
+	case 2:
+	case 3:
+		switch parts[2] {
+		case "ro":
+			vol.ReadOnly = true
+		case "rw":
+		default:
+			return vol, fmt.Errorf("volume %q: mode must be ro or rw: %w", v, errdefs.ErrInvalidArgument)
+		}
+	default:
+		return vol, fmt.Errorf("volume %q: want HOST:CONTAINER[:ro]: %w", v, errdefs.ErrInvalidArgument)
+	}
+	vol.Host, vol.Cont = parts[0], parts[1]
+	if !filepath.IsAbs(vol.Host) || !path.IsAbs(vol.Cont) {
+		return vol, fmt.Errorf("volume %q: both paths must be absolute: %w", v, errdefs.ErrInvalidArgument)
+	}
+	if path.Clean(vol.Cont) == "/" {
+		return vol, fmt.Errorf("volume %q: cannot mount over the container's root: %w", v, errdefs.ErrInvalidArgument)
+	}
+	if _, err := os.Stat(vol.Host); err != nil {
+		return vol, fmt.Errorf("volume %q: host path %s does not exist: %w", v, vol.Host, errdefs.ErrNotFound)
+	}
+	vol.Host = filepath.Clean(vol.Host)
+	vol.Cont = path.Clean(vol.Cont)
+	return vol, nil
+}
+
+// ParsePort parses [IP:]HOST:CONT[/tcp|udp].
+func ParsePort(p string) (Port, error) {
+	bad := func(why string) (Port, error) {
+		return Port{}, fmt.Errorf("publish %q: %s: %w", p, why, errdefs.ErrInvalidArgument)
+	}
+	spec, proto, hasProto := strings.Cut(p, "/")
+	if !hasProto {
+		proto = "tcp"
+	}
+	if proto != "tcp" && proto != "udp" {
+		return bad("protocol must be tcp or udp")
+	}
+	var port Port
+	port.Protocol = proto
+	i := strings.LastIndexByte(spec, ':')
+	if i < 0 {
+		return bad("want HOST:CONTAINER[/tcp|udp]")
+	}
+	hostPart, contPart := spec[:i], spec[i+1:]
+	if j := strings.LastIndexByte(hostPart, ':'); j >= 0 {
+		ip := strings.Trim(hostPart[:j], "[]")
+		if net.ParseIP(ip) == nil {
+			return bad("host IP " + ip + " is not an IP address")
+		}
+		port.HostIP, hostPart = ip, hostPart[j+1:]
+	}
+	h, err1 := strconv.ParseUint(hostPart, 10, 16)
+	c, err2 := strconv.ParseUint(contPart, 10, 16)
+	if err1 != nil || err2 != nil || h == 0 || c == 0 {
+		return bad("ports must be numbers from 1 to 65535")
+	}
+	port.Host, port.Cont = uint16(h), uint16(c)
+	return port, nil
+}
+
+// parseTmpfs parses DEST[:OPTIONS] as docker's --tmpfs.
+func parseTmpfs(t string) ([2]string, error) {
+	dst, opts, _ := strings.Cut(t, ":")
+	if !path.IsAbs(dst) || path.Clean(dst) == "/" {
+		return [2]string{}, fmt.Errorf("tmpfs %q: destination must be an absolute path other than /: %w", t, errdefs.ErrInvalidArgument)
+	}
+	return [2]string{path.Clean(dst), opts}, nil
+}
+
+func (o *CreateOpts) check() (*parsed, error) {
+	var p parsed
+	if o.Name != "" && !nameRe.MatchString(o.Name) {
+		return nil, fmt.Errorf("name %q: must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: %w", o.Name, errdefs.ErrInvalidArgument)
+	}
+	if idRe.MatchString(o.Name) {
+		return nil, fmt.Errorf("name %q: looks like a container ID: %w", o.Name, errdefs.ErrInvalidArgument)
+	}
+	for _, v := range o.Volumes {
+		vol, err := ParseVolume(v)
+		if err != nil {
+			return nil, err
+		}
+		p.volumes = append(p.volumes, vol)
+	}
+	for _, s := range o.Publish {
+		port, err := ParsePort(s)
+		if err != nil {
+			return nil, err
+		}
+		p.ports = append(p.ports, port)
+	}
+	for _, e := range o.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" || strings.ContainsAny(k, " \t\n\x00") {
+			return nil, fmt.Errorf("env %q: want KEY=VALUE: %w", e, errdefs.ErrInvalidArgument)
+		}
+	}
+	for _, t := range o.Tmpfs {
+		tp, err := parseTmpfs(t)
+		if err != nil {
+			return nil, err
+		}
+		p.tmpfs = append(p.tmpfs, tp)
+	}
+	switch o.Network {
+	case "", "none", "host":
+	case "bridge":
+		if o.NetNSPath == "" {
+			return nil, fmt.Errorf("network bridge: not available yet (use none or host): %w", errdefs.ErrNotImplemented)
+		}
+	default:
+		return nil, fmt.Errorf("network %q: want none, host or bridge: %w", o.Network, errdefs.ErrInvalidArgument)
+	}
+	if o.Memory != "" {
+		n, err := spec.ParseBytes(o.Memory)
+		if err != nil {
+			return nil, fmt.Errorf("memory: %w", err)
+		}
+		p.memory = n
+	}
+	if o.CPUs < 0 || o.PidsLimit < 0 {
+		return nil, fmt.Errorf("cpus and pids-limit must not be negative: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.Workdir != "" && !path.IsAbs(o.Workdir) {
+		return nil, fmt.Errorf("workdir %q: must be an absolute path: %w", o.Workdir, errdefs.ErrInvalidArgument)
+	}
+	if o.Tty && !o.Interactive {
+		return nil, fmt.Errorf("a terminal needs --interactive: %w", errdefs.ErrInvalidArgument)
+	}
+	return &p, nil
+}
+
+// Create makes a container from opts: a complete bundle with its record in state
+// "created". Everything the user gave is checked before anything is written, and a
+// failure removes whatever was made, so no half-created container remains. On success
+// the caller holds the container's lock (pass the Created to Start, or Release it).
+func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
+	if m.store == nil {
+		return nil, errors.New("create container: no image store")
+	}
+	p, err := o.check()
+	if err != nil {
+		return nil, err
+	}
+	img, err := m.store.Get(ctx, o.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", o.Image, err)
+	}
+	rt, err := m.resolveRuntime()
+	if err != nil {
+		return nil, err
+	}
+	if o.Name != "" {
+		if _, err := m.Get(ctx, o.Name); err == nil {
+			return nil, fmt.Errorf("name %q is already in use: %w", o.Name, errdefs.ErrAlreadyExists)
+		}
+	}
+
+	id := newID()
+	staging := filepath.Join(m.dir, ".new-"+id)
+	if err := os.Mkdir(staging, 0o711); err != nil {
+		return nil, fmt.Errorf("create container dir: %w", err)
+	}
+	lock, _, err := tryLock(staging)
+	if err != nil {
+		os.RemoveAll(staging)
+		return nil, err
+	}
+	c := &Container{
+		ID: id, Name: o.Name, Image: o.Image, ImageID: img.ID.String(),
+		Ports: p.ports, Volumes: p.volumes, Network: o.Network,
+		AutoRemove: o.AutoRemove, Interactive: o.Interactive, Tty: o.Tty,
+		Runtime: rt, RuntimeRoot: m.runtimeRoot(rt),
+		Status: StatusCreated, Created: time.Now().UTC(),
+		StopSignal: img.Config.Config.StopSignal,
+		dir:        staging,
+	}
+	if img.Name != "" {
+		c.Image = img.Name
+	}
+	if c.Network == "" {
+		c.Network = "none"
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			m.destroyFiles(c)
+			lock.release()
+		}
+	}()
+	if c.Name == "" {
+		c.Name, err = m.reserveRandomName(id)
+	} else {
+		err = m.reserveName(c.Name, id)
+	}
+	if err != nil {
+		c.Name = "" // not ours to release
+		return nil, err
+	}
+	if err := m.bundle(ctx, c, img, &o, p); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(c.LogPath(), nil, 0o600); err != nil {
+		return nil, fmt.Errorf("create log: %w", err)
+	}
+	if err := c.save(); err != nil {
+		return nil, err
+	}
+	final := m.containerDir(id)
+	if err := os.Rename(staging, final); err != nil {
+		return nil, fmt.Errorf("commit container %s: %w", id, err)
+	}
+	c.dir = final
+	ok = true
+	return &Created{Container: c, lock: lock, m: m}, nil
+}
+
+// Created is a container just created, whose lock the caller holds.
+type Created struct {
+	*Container
+	lock *lockFile
+	m    *Manager
+}
+
+// Release gives up the lock without starting the container; the next command sees an
+// unowned "created" record and reconciles it.
+func (c *Created) Release() { c.lock.release() }
+
+// bundle writes config.json, the /etc files and mounts the rootfs.
+func (m *Manager) bundle(ctx context.Context, c *Container, img *images.Image, o *CreateOpts, p *parsed) error {
+	rootfs := filepath.Join(c.dir, "rootfs")
+	for _, d := range []string{rootfs, filepath.Join(c.dir, "upper"), filepath.Join(c.dir, "work")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return fmt.Errorf("create bundle: %w", err)
+		}
+	}
+	if err := m.store.MountImage(ctx, img, filepath.Join(c.dir, "upper"), filepath.Join(c.dir, "work"), rootfs); err != nil {
+		return fmt.Errorf("mount rootfs: %w", err)
+	}
+
+	icfg := img.Config.Config
+	if o.Entrypoint != nil {
+		icfg.Entrypoint = nil
+		if *o.Entrypoint != "" {
+			icfg.Entrypoint = []string{*o.Entrypoint}
+		}
+		if len(o.Command) == 0 {
+			icfg.Cmd = nil
+		}
+	}
+	if len(o.Command) > 0 {
+		icfg.Cmd = o.Command
+	}
+	args := append(slices.Clone(icfg.Entrypoint), icfg.Cmd...)
+	if len(args) == 0 {
+		return fmt.Errorf("image %s has no command and none was given: %w", o.Image, errdefs.ErrInvalidArgument)
+	}
+	c.Command = args
+
+	user := o.User
+	if user == "" {
+		user = icfg.User
+	}
+	uid, gid, groups, err := resolveUser(rootfs, user)
+	if err != nil {
+		return err
+	}
+	c.Hostname = o.Hostname
+	if c.Hostname == "" {
+		c.Hostname = c.ID[:12]
+		if c.Network == "host" {
+			c.Hostname, _ = os.Hostname()
+		}
+	}
+	if err := writeEtc(c); err != nil {
+		return err
+	}
+
+	opts := []spec.Opt{
+		spec.WithImageConfig(icfg),
+		spec.WithProcessArgs(args...),
+		spec.WithEnv(o.Env...),
+		spec.WithUser(uid, gid, groups),
+		spec.WithHostname(c.Hostname),
+		spec.WithReadonlyRootfs(o.ReadOnly),
+		spec.WithTerminal(o.Tty),
+		spec.WithCgroupsPath("/cubo/" + c.ID),
+		spec.WithMemoryLimit(p.memory),
+		spec.WithCPUs(o.CPUs),
+		spec.WithPidsLimit(o.PidsLimit),
+		spec.WithEnv("HOSTNAME=" + c.Hostname),
+		spec.WithAnnotations(map[string]string{
+			"io.cubo.container.name": c.Name,
+			"io.cubo.image.name":     c.Image,
+		}),
+	}
+	if o.Workdir != "" {
+		opts = append(opts, spec.WithCwd(o.Workdir))
+	}
+	switch {
+	case o.NetNSPath != "":
+		opts = append(opts, spec.WithNetNSPath(o.NetNSPath))
+	case c.Network == "host":
+		opts = append(opts, spec.WithHostNetwork())
+	default:
+		opts = append(opts, spec.WithPrivateNetwork())
+	}
+	for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
+		opts = append(opts, spec.WithBind(filepath.Join(c.dir, f), "/etc/"+f, false))
+	}
+	for _, t := range p.tmpfs {
+		var extra []string
+		if t[1] != "" {
+			extra = strings.Split(t[1], ",")
+		}
+		opts = append(opts, spec.WithTmpfs(t[0], extra...))
+	}
+	for _, v := range p.volumes {
+		opts = append(opts, spec.WithBind(v.Host, v.Cont, v.ReadOnly))
+	}
+	s, err := spec.Generate(opts...)
+	if err != nil {
+		return fmt.Errorf("generate config: %w%.0w", err, errdefs.ErrInvalidArgument)
+	}
+	// Bundle paths in the record are final paths: the staging dir is renamed before the
+	// runtime ever reads them.
+	final := m.containerDir(c.ID)
+	for i := range s.Mounts {
+		if strings.HasPrefix(s.Mounts[i].Source, c.dir+"/") {
+			s.Mounts[i].Source = final + s.Mounts[i].Source[len(c.dir):]
+		}
+	}
+	return writeConfig(c.dir, s)
+}
+
+func writeConfig(dir string, s *specs.Spec) error {
+	b, err := jsonIndent(s)
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, spec.ConfigName), b, 0o600)
+}
+
+// writeEtc generates the container's /etc/hostname, /etc/hosts and /etc/resolv.conf.
+// With the host network the host's hosts and resolv.conf are copied; otherwise hosts
+// names the container on loopback.
+func writeEtc(c *Container) error {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + c.Hostname + "\n"
+	if c.Network == "host" {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+		}
+	}
+	resolv := ""
+	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		resolv = string(b)
+	}
+	for name, data := range map[string]string{
+		"hostname":    c.Hostname + "\n",
+		"hosts":       hosts,
+		"resolv.conf": resolv,
+	} {
+		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(data), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// reserveName claims name for id. A name file whose container no longer exists (its
+// creator died before committing) is taken over.
+func (m *Manager) reserveName(name, id string) error {
+	for range 3 {
+		f, err := os.OpenFile(m.nameFile(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			_, err = f.WriteString(id)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(m.nameFile(name))
+				return fmt.Errorf("reserve name %s: %w", name, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("reserve name %s: %w", name, err)
+		}
+		b, rerr := os.ReadFile(m.nameFile(name))
+		owner := strings.TrimSpace(string(b))
+		if rerr != nil || !idRe.MatchString(owner) || m.exists(owner) {
+			return fmt.Errorf("name %q is already in use: %w", name, errdefs.ErrAlreadyExists)
+		}
+		os.Remove(m.nameFile(name))
+	}
+	return fmt.Errorf("name %q is already in use: %w", name, errdefs.ErrAlreadyExists)
+}
+
+// exists tells whether a container (committed or being created) with the ID exists.
+func (m *Manager) exists(id string) bool {
+	for _, d := range []string{m.containerDir(id), filepath.Join(m.dir, ".new-"+id)} {
+		if _, err := os.Lstat(d); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) releaseName(c *Container) {
+	if c.Name == "" {
+		return
+	}
+	b, err := os.ReadFile(m.nameFile(c.Name))
+	if err == nil && strings.TrimSpace(string(b)) == c.ID {
+		os.Remove(m.nameFile(c.Name))
+	}
+}
+
+// destroyFiles unmounts the rootfs and removes the directory and the name of c. It
+// refuses to delete a directory whose rootfs is still mounted: that would write
+// whiteouts through a live overlay.
+func (m *Manager) destroyFiles(c *Container) error {
+	rootfs := filepath.Join(c.dir, "rootfs")
+	if m.store != nil {
+		if err := m.store.Unmount(rootfs); err != nil {
+			return err
+		}
+	} else {
+		_ = unix.Unmount(rootfs, 0)
+	}
+	if isMountPoint(rootfs) {
+		return fmt.Errorf("remove %s: rootfs is still mounted", c.dir)
+	}
+	if err := os.RemoveAll(c.dir); err != nil {
+		return fmt.Errorf("remove %s: %w", c.dir, err)
+	}
+	m.releaseName(c)
+	return nil
+}
+
+var lookPath = exec.LookPath

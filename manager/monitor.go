@@ -1,0 +1,355 @@
+package manager
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/manager/ociruntime"
+)
+
+// MonitorMain is the hidden monitor mode: `cubo __cubo_monitor DIR` with the container's
+// lock on fd 3 and the sync pipe to `cubo run` on fd 4, in its own session. It runs the
+// container through the runtime, keeps its logs, records its exit and cleans up; it
+// never returns.
+//
+// Order matters for crash safety: the record says "running" only after `start`, and
+// "stopped" (with the exit code) is written after the logs are drained and before the
+// runtime state is deleted, so a monitor killed at any point leaves a record that
+// reconciliation completes (see reconcile).
+func MonitorMain() {
+	if len(os.Args) < 3 {
+		os.Exit(2)
+	}
+	lock := os.NewFile(monitorLockFd, "lock")
+	sync := os.NewFile(monitorSyncFd, "sync")
+	unix.CloseOnExec(monitorLockFd)
+	unix.CloseOnExec(monitorSyncFd)
+	code := monitor(os.Args[2], lock, sync)
+	os.Exit(code)
+}
+
+type mon struct {
+	c      *Container
+	rt     *ociruntime.Runtime
+	log    zerolog.Logger
+	sync   *os.File
+	attach bool
+	logMu  sync.Mutex
+	logF   *os.File
+}
+
+func (mo *mon) send(mm monitorMsg) {
+	if mo.sync == nil {
+		return
+	}
+	b, _ := json.Marshal(mm)
+	if _, err := mo.sync.Write(append(b, '\n')); err != nil {
+		// cubo run went away (detached, or killed): nobody listens any more.
+		mo.sync.Close()
+		mo.sync = nil
+	}
+}
+
+func monitor(dir string, lock, syncPipe *os.File) int {
+	defer lock.Close()
+	// As child subreaper the monitor inherits the container's init when the runtime's
+	// create exits, so it alone can collect the exit status (conmon does the same).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return 1
+	}
+	// Notify, not Ignore: an ignored disposition would be inherited by the container
+	// across exec. SIGPIPE on a closed attached terminal must not kill the monitor.
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE, unix.SIGHUP)
+	c, err := loadMeta(dir)
+	if err != nil {
+		return 1
+	}
+	mo := &mon{c: c, rt: c.runtime(), sync: syncPipe, attach: c.Interactive}
+	mo.log = zerolog.Nop()
+	if lvl, err := zerolog.ParseLevel(os.Getenv("_CUBO_MONITOR_LOG")); err == nil && lvl <= zerolog.InfoLevel {
+		if f, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600); err == nil {
+			mo.log = zerolog.New(f).Level(lvl).With().Timestamp().Logger()
+		}
+	}
+	os.Unsetenv("_CUBO_MONITOR_LOG")
+	mo.logF, err = os.OpenFile(c.LogPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		mo.fail(err)
+		return 1
+	}
+	if err := os.MkdirAll(c.RuntimeRoot, 0o700); err != nil {
+		mo.fail(err)
+		return 1
+	}
+	code := mo.run()
+	mo.finish()
+	if code >= 0 {
+		mo.send(monitorMsg{Exit: &code})
+	}
+	return 0
+}
+
+// fail records a start failure, tells cubo run, and cleans up the runtime's leftovers.
+func (mo *mon) fail(err error) {
+	mo.log.Error().Err(err).Msg("start failed")
+	c := mo.c
+	c.Status = StatusStopped
+	c.Finished = time.Now().UTC()
+	// As docker: 127 when the command does not exist, 126 when it cannot be run.
+	c.ExitCode = 126
+	if msg := strings.ToLower(err.Error()); strings.Contains(msg, "not found") || strings.Contains(msg, "no such file") {
+		c.ExitCode = 127
+	}
+	c.Error = err.Error()
+	_ = c.save()
+	_ = mo.rt.Delete(context.Background(), c.ID, true)
+	mo.send(monitorMsg{Error: err.Error()})
+}
+
+// finish deletes the runtime state and, for --rm, the whole container.
+func (mo *mon) finish() {
+	_ = mo.rt.Delete(context.Background(), mo.c.ID, true)
+	if mo.c.AutoRemove {
+		m := &Manager{root: filepath.Dir(filepath.Dir(mo.c.dir)), dir: filepath.Dir(mo.c.dir), log: mo.log}
+		if err := m.destroyFiles(mo.c); err != nil {
+			mo.log.Error().Err(err).Msg("remove container")
+		}
+	}
+}
+
+// run creates and starts the container and waits for it; it returns the exit status,
+// or -1 when the container never ran (fail has reported why).
+func (mo *mon) run() int {
+	c := mo.c
+	ctx := context.Background()
+	pidFile := filepath.Join(c.dir, "init.pid")
+	opts := &ociruntime.CreateOpts{PidFile: pidFile}
+	var copiers sync.WaitGroup
+	var master *os.File
+	var closeAfterCreate []*os.File
+	if c.Tty {
+		sockDir, err := os.MkdirTemp("", "cubo-tty-")
+		if err != nil {
+			mo.fail(err)
+			return -1
+		}
+		defer os.RemoveAll(sockDir)
+		sock := filepath.Join(sockDir, "s")
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+		if err != nil {
+			mo.fail(err)
+			return -1
+		}
+		defer ln.Close()
+		opts.ConsoleSocket = sock
+		got := make(chan *os.File, 1)
+		go func() { got <- recvFd(ln) }()
+		if err := mo.rt.Create(ctx, c.ID, c.dir, opts); err != nil {
+			mo.fail(err)
+			return -1
+		}
+		ln.Close()
+		master = <-got
+		if master == nil {
+			mo.fail(errors.New("runtime sent no console"))
+			return -1
+		}
+	} else {
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			mo.fail(err)
+			return -1
+		}
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			mo.fail(err)
+			return -1
+		}
+		opts.Stdout, opts.Stderr = outW, errW
+		closeAfterCreate = append(closeAfterCreate, outW, errW)
+		if mo.attach {
+			opts.Stdin = os.Stdin
+		}
+		var teeOut, teeErr io.Writer
+		if mo.attach {
+			teeOut, teeErr = os.Stdout, os.Stderr
+		}
+		copiers.Add(2)
+		go func() { defer copiers.Done(); mo.copyLog(outR, "stdout", teeOut) }()
+		go func() { defer copiers.Done(); mo.copyLog(errR, "stderr", teeErr) }()
+		err = mo.rt.Create(ctx, c.ID, c.dir, opts)
+		for _, f := range closeAfterCreate {
+			f.Close()
+		}
+		if err != nil {
+			copiers.Wait()
+			mo.fail(err)
+			return -1
+		}
+	}
+	pid, err := readPid(pidFile)
+	if err != nil {
+		mo.fail(err)
+		return -1
+	}
+	if master != nil {
+		defer master.Close()
+		var tee io.Writer
+		if mo.attach {
+			tee = os.Stdout
+			mo.resize(master)
+			winch := make(chan os.Signal, 4)
+			signal.Notify(winch, unix.SIGWINCH)
+			go func() {
+				for range winch {
+					mo.resize(master)
+				}
+			}()
+			go func() { _, _ = io.Copy(master, os.Stdin) }()
+		}
+		copiers.Add(1)
+		go func() { defer copiers.Done(); mo.copyLog(master, "stdout", tee) }()
+	}
+	if err := mo.rt.Start(ctx, c.ID); err != nil {
+		_ = mo.rt.Kill(ctx, c.ID, unix.SIGKILL, true)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+		mo.fail(err)
+		return -1
+	}
+	c.Status = StatusRunning
+	c.Started = time.Now().UTC()
+	c.Pid = pid
+	c.MonitorPid = os.Getpid()
+	if err := c.save(); err != nil {
+		mo.log.Error().Err(err).Msg("record start")
+	}
+	mo.send(monitorMsg{Started: true, Pid: pid})
+
+	code := waitPid(pid)
+	mo.log.Debug().Int("status", code).Msg("container exited")
+	// The private pid namespace dies with its init, so every writer of the pipes is
+	// gone and the copiers reach EOF; the pty master reads EIO once no slave is open.
+	copiers.Wait()
+	mo.logMu.Lock()
+	_ = mo.logF.Sync()
+	mo.logMu.Unlock()
+	c.Status = StatusStopped
+	c.Finished = time.Now().UTC()
+	c.ExitCode = code
+	c.Pid = 0
+	if err := c.save(); err != nil {
+		mo.log.Error().Err(err).Msg("record exit")
+	}
+	return code
+}
+
+// waitPid reaps pid and returns its status as a shell would (128+signal when killed).
+func waitPid(pid int) int {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return -1
+		}
+		break
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+func readPid(p string) (int, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func (mo *mon) resize(master *os.File) {
+	ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+	if err != nil {
+		return
+	}
+	_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
+}
+
+// logLine is one line of container.log.
+type logLine struct {
+	Time    time.Time `json:"time"`
+	Stream  string    `json:"stream"`
+	Text    string    `json:"text"`
+	Partial bool      `json:"partial,omitempty"`
+}
+
+// maxLine bounds a log record; longer lines are split into partial records.
+const maxLine = 16 << 10
+
+// copyLog copies r line by line into the log (and raw to tee when attached).
+func (mo *mon) copyLog(r io.ReadCloser, stream string, tee io.Writer) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if tee != nil {
+				if _, werr := tee.Write(line); werr != nil {
+					tee = nil
+				}
+			}
+			text := strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r")
+			b, _ := json.Marshal(logLine{Time: time.Now().UTC(), Stream: stream, Text: text, Partial: errors.Is(err, bufio.ErrBufferFull)})
+			mo.logMu.Lock()
+			// One write per record on an O_APPEND file: a follower never sees half a line.
+			_, _ = mo.logF.Write(append(b, '\n'))
+			mo.logMu.Unlock()
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+// recvFd accepts one connection on ln and returns the fd it carries (the pty master).
+func recvFd(ln *net.UnixListener) *os.File {
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	buf := make([]byte, 256)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) == 0 {
+		return nil
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) == 0 {
+		return nil
+	}
+	unix.CloseOnExec(fds[0])
+	return os.NewFile(uintptr(fds[0]), "pty-master")
+}
