@@ -96,7 +96,12 @@ func (c *createFlags) create(g *globals, id string, consoleOverride *os.File) (*
 	case s.Process.Terminal:
 		return nil, errors.New("cannot allocate tty if runc will detach without setting console socket")
 	}
-	return container.Create(root, id, opts)
+	ct, err := container.Create(root, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	ct.Warn = func(err error) { g.log.Warn().Msg(err.Error()) }
+	return ct, nil
 }
 
 // finish writes the pid file (and pidfd) of a created container; on

@@ -23,5 +23,10 @@ func load(g *globals, id string) (*container.Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	return container.Load(root, id)
+	c, err := container.Load(root, id)
+	if err != nil {
+		return nil, err
+	}
+	c.Warn = func(err error) { g.log.Warn().Msg(err.Error()) }
+	return c, nil
 }

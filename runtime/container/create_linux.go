@@ -1,9 +1,11 @@
 package container
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,6 +285,12 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 			if err := proto.Send(parentSock, proto.Message{Type: proto.MsgHooksDone}); err != nil {
 				return nil, err
 			}
+		case proto.MsgSeccomp:
+			err := sendSeccompListener(s, m.Fd, c.OCIState(Created))
+			unix.Close(m.Fd)
+			if err != nil {
+				return nil, err
+			}
 		case proto.MsgReady:
 			done = true
 		case proto.MsgError:
@@ -473,4 +481,33 @@ func rootGID(s *specs.Spec) int {
 		}
 	}
 	return 0
+}
+
+// sendSeccompListener hands the seccomp notify fd to the agent listening
+// on linux.seccomp.listenerPath, with the container state, as the runtime
+// spec describes (one message, SCM_RIGHTS).
+func sendSeccompListener(s *specs.Spec, fd int, st *specs.State) error {
+	sc := s.Linux.Seccomp
+	if sc.ListenerPath == "" {
+		return errors.New("seccomp notify rules need linux.seccomp.listenerPath")
+	}
+	msg, err := json.Marshal(specs.ContainerProcessState{
+		Version:  specs.Version,
+		Fds:      []string{specs.SeccompFdName},
+		Pid:      st.Pid,
+		Metadata: sc.ListenerMetadata,
+		State:    *st,
+	})
+	if err != nil {
+		return err
+	}
+	conn, err := net.Dial("unix", sc.ListenerPath)
+	if err != nil {
+		return fmt.Errorf("connect to seccomp agent %s: %w", sc.ListenerPath, err)
+	}
+	defer conn.Close()
+	if _, _, err := conn.(*net.UnixConn).WriteMsgUnix(msg, unix.UnixRights(fd), nil); err != nil {
+		return fmt.Errorf("send seccomp fd to %s: %w", sc.ListenerPath, err)
+	}
+	return nil
 }

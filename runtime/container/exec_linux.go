@@ -149,6 +149,16 @@ func (c *Container) Exec(o ExecOpts) (_ *os.Process, retErr error) {
 		return nil, err
 	}
 	m, err := proto.Recv(parentSock)
+	if err == nil && m.Type == proto.MsgSeccomp {
+		st := c.OCIState(Running)
+		st.Pid = cmd.Process.Pid
+		serr := sendSeccompListener(s, m.Fd, st)
+		unix.Close(m.Fd)
+		if serr != nil {
+			return nil, serr
+		}
+		m, err = proto.Recv(parentSock)
+	}
 	if err == io.EOF {
 		ps, _ := cmd.Process.Wait()
 		return nil, fmt.Errorf("exec process exited unexpectedly: %v", ps)

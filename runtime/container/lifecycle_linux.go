@@ -35,10 +35,9 @@ func (c *Container) Start() error {
 		return err
 	}
 	if c.Config.Hooks != nil && len(c.Config.Hooks.Poststart) > 0 {
-		if err := hooks.Run(c.Config.Hooks.Poststart, c.OCIState(Running), "poststart"); err != nil {
-			_ = unix.Kill(c.InitPid, unix.SIGKILL)
-			return err
-		}
+		// The runtime spec makes a failing poststart hook a warning; the
+		// other hooks and the container go on (runc kills it instead).
+		c.warn(hooks.RunAll(c.Config.Hooks.Poststart, c.OCIState(Running), "poststart"))
 	}
 	return nil
 }
@@ -233,9 +232,8 @@ func (c *Container) destroy() error {
 		errs = append(errs, fmt.Sprintf("remove state dir: %v", err))
 	}
 	if c.Config != nil && c.Config.Hooks != nil && len(c.Config.Hooks.Poststop) > 0 {
-		if err := hooks.Run(c.Config.Hooks.Poststop, c.OCIState(Stopped), "poststop"); err != nil {
-			errs = append(errs, err.Error())
-		}
+		// A failing poststop hook is a warning (runtime spec).
+		c.warn(hooks.RunAll(c.Config.Hooks.Poststop, c.OCIState(Stopped), "poststop"))
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))

@@ -58,6 +58,15 @@ type Container struct {
 	// init is set only in the process that created the container, which
 	// is the init's parent and may wait for it.
 	init *os.Process
+	// Warn receives problems that do not fail the operation, such as a
+	// failing poststart or poststop hook. Nil drops them.
+	Warn func(error)
+}
+
+func (c *Container) warn(err error) {
+	if err != nil && c.Warn != nil {
+		c.Warn(err)
+	}
 }
 
 // Dir returns the container's state directory.

@@ -98,6 +98,20 @@ func (in *initState) run() error {
 			return fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
 	}
+	if s.Linux != nil {
+		if s.Linux.IntelRdt != nil {
+			return errors.New("intelRdt is not supported")
+		}
+		if err := writeTimeOffsets(s.Linux.TimeOffsets); err != nil {
+			return err
+		}
+		if err := setPersonality(s.Linux.Personality); err != nil {
+			return err
+		}
+	}
+	if err := processExtras(s.Process); err != nil {
+		return err
+	}
 	if !c.NoNewKeyring {
 		if err := joinSessionKeyring(c.ID); err != nil {
 			return err
@@ -161,12 +175,18 @@ func (in *initState) run() error {
 	if err := unix.CloseRange(uint(3+c.PreserveFds), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("mark fds close-on-exec: %w", err)
 	}
-	if s.Linux != nil && s.Linux.Seccomp != nil && !s.Process.NoNewPrivileges {
+	if err := precheckCwd(s.Process.Cwd); err != nil {
+		return err
+	}
+	if s.Linux != nil && s.Linux.Seccomp != nil && earlySeccomp(s.Linux.Seccomp, s.Process) {
 		// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
 		// the container user usually lacks: load it before dropping it,
 		// as runc does. The profile must then allow the few syscalls the
 		// rest of the init makes (Docker's and podman's do).
-		if err := loadSeccomp(s.Linux.Seccomp); err != nil {
+		if err := setNNP(s.Process); err != nil {
+			return err
+		}
+		if err := loadSeccomp(s.Linux.Seccomp, in.sock); err != nil {
 			return err
 		}
 	}
@@ -238,6 +258,9 @@ func (in *initState) runExec() error {
 	if err := setRlimits(ps.Rlimits); err != nil {
 		return err
 	}
+	if err := processExtras(ps); err != nil {
+		return err
+	}
 	p, err := newProcess(ps)
 	if err != nil {
 		return err
@@ -245,8 +268,14 @@ func (in *initState) runExec() error {
 	if err := unix.CloseRange(uint(3+c.PreserveFds), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("mark fds close-on-exec: %w", err)
 	}
-	if s.Linux != nil && s.Linux.Seccomp != nil && !ps.NoNewPrivileges {
-		if err := loadSeccomp(s.Linux.Seccomp); err != nil {
+	if err := precheckCwd(ps.Cwd); err != nil {
+		return err
+	}
+	if s.Linux != nil && s.Linux.Seccomp != nil && earlySeccomp(s.Linux.Seccomp, ps) {
+		if err := setNNP(ps); err != nil {
+			return err
+		}
+		if err := loadSeccomp(s.Linux.Seccomp, in.sock); err != nil {
 			return err
 		}
 	}
@@ -262,4 +291,14 @@ func (in *initState) runExec() error {
 	in.sock.Close()
 	in.sock = nil
 	return p.exec(s)
+}
+
+func setNNP(p *specs.Process) error {
+	if !p.NoNewPrivileges {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set no_new_privs: %w", err)
+	}
+	return nil
 }

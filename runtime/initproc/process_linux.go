@@ -127,10 +127,8 @@ func (p *process) finalize() error {
 	if err := unix.Chdir(cwd); err != nil {
 		return fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", cwd, err)
 	}
-	// See CVE-2024-21626: a cwd that resolves outside the container's root
-	// shows up as "(unreachable)..." and must never be exec'd in.
-	if wd, err := unix.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
-		return fmt.Errorf("current working directory is outside of container mount namespace root")
+	if err := verifyCwd(); err != nil {
+		return err
 	}
 	if err := caps.Apply(capability.CAPS); err != nil {
 		return fmt.Errorf("apply capabilities: %w", err)
@@ -246,10 +244,15 @@ func (p *process) exec(s *specs.Spec) error {
 			return fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
-	if s.Linux != nil && s.Linux.Seccomp != nil && p.spec.NoNewPrivileges {
+	if s.Linux != nil && s.Linux.Seccomp != nil && !earlySeccomp(s.Linux.Seccomp, p.spec) {
 		// Last, so the filter does not have to allow the runtime's own
 		// syscalls; only execve itself runs under it.
-		if err := loadSeccomp(s.Linux.Seccomp); err != nil {
+		if err := loadSeccomp(s.Linux.Seccomp, nil); err != nil {
+			return err
+		}
+	}
+	if a := p.spec.ExecCPUAffinity; a != nil && a.Final != "" {
+		if err := setAffinity(a.Final); err != nil {
 			return err
 		}
 	}
@@ -257,20 +260,75 @@ func (p *process) exec(s *specs.Spec) error {
 	return fmt.Errorf("exec %s: %w", p.spec.Args[0], err)
 }
 
-// loadSeccomp installs the filter on this thread.
-func loadSeccomp(sc *specs.LinuxSeccomp) error {
+// earlySeccomp says whether the filter must be loaded before the process
+// drops its privileges: without no_new_privs loading needs CAP_SYS_ADMIN,
+// and a notify listener must reach the parent while the sync socket is open.
+func earlySeccomp(sc *specs.LinuxSeccomp, p *specs.Process) bool {
+	if !p.NoNewPrivileges {
+		return true
+	}
+	for _, sys := range sc.Syscalls {
+		if sys.Action == specs.ActNotify {
+			return true
+		}
+	}
+	return false
+}
+
+// loadSeccomp installs the filter on this thread. A notify listener fd is
+// handed to the parent over sock, which passes it on to listenerPath.
+func loadSeccomp(sc *specs.LinuxSeccomp, sock *os.File) error {
 	fd, err := seccomp.Load(sc)
 	if err != nil {
 		return fmt.Errorf("load seccomp filter: %w", err)
 	}
 	if fd >= 0 {
-		// The notify listener goes to listenerPath in a later change;
-		// until then it must not leak into the container.
-		unix.Close(fd)
+		defer unix.Close(fd)
+		if sock == nil {
+			return errors.New("seccomp notify listener has nowhere to go")
+		}
+		if err := proto.Send(sock, proto.Message{Type: proto.MsgSeccomp, Fd: fd}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 func runHooks(list []specs.Hook, st *specs.State, kind string) error {
 	return hooks.Run(list, st, kind)
+}
+
+// verifyCwd checks that the cwd lies inside the container's root.
+//
+// See CVE-2024-21626: a cwd that resolves outside the root (such as
+// /proc/self/fd/N of a leaked host directory) shows up in getcwd as
+// "(unreachable)/..." or fails with ENOENT, and must never be exec'd in.
+// A getcwd blocked by the container's seccomp profile cannot tell, so the
+// same check runs once before the filter is loaded (precheckCwd).
+func verifyCwd() error {
+	wd, err := unix.Getwd()
+	if errors.Is(err, unix.ENOENT) || (err == nil && !strings.HasPrefix(wd, "/")) {
+		return errors.New("current working directory is outside of container mount namespace root -- possible container breakout detected")
+	}
+	if err != nil && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("verify current working directory: %w", err)
+	}
+	return nil
+}
+
+// precheckCwd enters the cwd as root and verifies it while getcwd is
+// certainly allowed. finalize enters it again as the container user.
+func precheckCwd(cwd string) error {
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := unix.Chdir(cwd); err != nil {
+		// Permission problems are the container user's to report.
+		return nil
+	}
+	wd, err := unix.Getwd()
+	if err != nil || !strings.HasPrefix(wd, "/") {
+		return errors.New("current working directory is outside of container mount namespace root -- possible container breakout detected")
+	}
+	return nil
 }

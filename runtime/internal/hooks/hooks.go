@@ -32,6 +32,26 @@ func Run(list []specs.Hook, st *specs.State, kind string) error {
 	return nil
 }
 
+// RunAll executes every hook even when some fail, and returns their errors
+// joined: for poststart and poststop, whose failures the runtime spec makes
+// warnings that must not stop the remaining hooks or the lifecycle.
+func RunAll(list []specs.Hook, st *specs.State, kind string) error {
+	if len(list) == 0 {
+		return nil
+	}
+	state, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode state for %s hook: %w", kind, err)
+	}
+	var errs []error
+	for i, h := range list {
+		if err := runOne(h, state); err != nil {
+			errs = append(errs, fmt.Errorf("%s hook #%d: %w", kind, i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func runOne(h specs.Hook, state []byte) error {
 	cmd := &exec.Cmd{Path: h.Path, Args: h.Args, Env: h.Env, Stdin: bytes.NewReader(state)}
 	if len(cmd.Args) == 0 {

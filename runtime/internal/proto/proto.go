@@ -50,7 +50,10 @@ const (
 	MsgHooks     Type = "hooks"
 	MsgHooksDone Type = "hooks-done"
 	MsgReady     Type = "ready"
-	MsgError     Type = "error"
+	// MsgSeccomp carries the seccomp notify listener fd (SCM_RIGHTS) for
+	// the parent to hand to linux.seccomp.listenerPath.
+	MsgSeccomp Type = "seccomp"
+	MsgError   Type = "error"
 )
 
 // maxMsg bounds one message; a config.json larger than this is refused by the
@@ -90,6 +93,8 @@ type Message struct {
 	Error  string      `json:"error,omitempty"`
 	// Pid is the container-side pid of the init, for hooks.
 	Pid int `json:"pid,omitempty"`
+	// Fd is a file descriptor passed along with the message, -1 if none.
+	Fd int `json:"-"`
 }
 
 // Send writes one message.
@@ -101,8 +106,12 @@ func Send(f *os.File, m Message) error {
 	if len(b) > maxMsg {
 		return fmt.Errorf("encode %s message: %d bytes exceeds the %d byte limit", m.Type, len(b), maxMsg)
 	}
+	var oob []byte
+	if m.Fd > 0 {
+		oob = unix.UnixRights(m.Fd)
+	}
 	for {
-		_, err = unix.Write(int(f.Fd()), b)
+		err = unix.Sendmsg(int(f.Fd()), b, oob, nil, 0)
 		if err != unix.EINTR {
 			break
 		}
@@ -133,8 +142,10 @@ func Recv(f *os.File) (Message, error) {
 			return m, fmt.Errorf("receive message: %d bytes exceeds the %d byte limit", n, maxMsg)
 		}
 		buf := make([]byte, n)
+		oob := make([]byte, unix.CmsgSpace(4))
+		var oobn int
 		for {
-			n, err = unix.Read(int(f.Fd()), buf)
+			n, oobn, _, _, err = unix.Recvmsg(int(f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
 			if err != unix.EINTR {
 				break
 			}
@@ -142,6 +153,14 @@ func Recv(f *os.File) (Message, error) {
 		if err == nil && n > 0 {
 			if err := json.Unmarshal(buf[:n], &m); err != nil {
 				return m, fmt.Errorf("decode message: %w", err)
+			}
+			m.Fd = -1
+			if oobn > 0 {
+				if cms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(cms) == 1 {
+					if fds, err := unix.ParseUnixRights(&cms[0]); err == nil && len(fds) == 1 {
+						m.Fd = fds[0]
+					}
+				}
 			}
 			return m, nil
 		}
