@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -72,7 +71,7 @@ func (in *initState) setupRootfs() error {
 	}
 	// runc creates a missing cwd (as root, before dropping privileges).
 	if cwd := s.Process.Cwd; cwd != "" {
-		if d, err := pathrs.MkdirAllHandle(root, inRoot(root, cwd), 0o755); err != nil {
+		if d, err := mkdirAllInRoot(root, inRoot(root, cwd), 0o755); err != nil {
 			return fmt.Errorf("create cwd %s: %w", cwd, err)
 		} else {
 			d.Close()
@@ -289,7 +288,7 @@ func (in *initState) mountOne(root *os.File, m *specs.Mount) error {
 	}
 	// Reopen the now-mounted target so propagation and attributes apply to
 	// the new mount, not the one underneath.
-	mounted, err := pathrs.OpenatInRoot(root, dest)
+	mounted, err := openInRoot(root, dest)
 	if err != nil {
 		return fmt.Errorf("reopen mount %s: %w", dest, err)
 	}
@@ -331,7 +330,7 @@ func remountBind(path string, flags uintptr) error {
 
 // remountInRoot remounts the mount now at dest (inside root) with flags.
 func remountInRoot(root *os.File, dest string, flags uintptr) error {
-	f, err := pathrs.OpenatInRoot(root, dest)
+	f, err := openInRoot(root, dest)
 	if err != nil {
 		return err
 	}
@@ -362,12 +361,12 @@ func inRoot(root *os.File, dest string) string {
 func mkTarget(root *os.File, dest string, isDir bool) (*os.File, error) {
 	dest = inRoot(root, dest)
 	if isDir {
-		return pathrs.MkdirAllHandle(root, dest, 0o755)
+		return mkdirAllInRoot(root, dest, 0o755)
 	}
-	if f, err := pathrs.OpenatInRoot(root, dest); err == nil {
+	if f, err := openInRoot(root, dest); err == nil {
 		return f, nil
 	}
-	parent, err := pathrs.MkdirAllHandle(root, filepath.Dir(dest), 0o755)
+	parent, err := mkdirAllInRoot(root, filepath.Dir(dest), 0o755)
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +378,7 @@ func mkTarget(root *os.File, dest string, isDir bool) (*os.File, error) {
 	if err == nil {
 		unix.Close(fd)
 	}
-	return pathrs.OpenatInRoot(root, dest)
+	return openInRoot(root, dest)
 }
 
 // mountCgroupV1 gives the container a cgroupfs at dest. Without a cgroup
@@ -451,7 +450,7 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 		}
 	}
 	if flags&unix.MS_RDONLY != 0 {
-		t, err := pathrs.OpenatInRoot(root, dest)
+		t, err := openInRoot(root, dest)
 		if err != nil {
 			return err
 		}
