@@ -212,7 +212,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	}
 	img, err := m.store.Get(ctx, o.Image)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", o.Image, err)
+		return nil, err
 	}
 	rt, err := m.resolveRuntime()
 	if err != nil {

@@ -65,7 +65,7 @@ func (m *Manager) reconcile(ctx context.Context, c *Container) (*Container, erro
 		// is over and its exit status died with the monitor.
 		if c.Status == StatusCreated {
 			c.Error = "creation interrupted: cubo or its monitor was killed before the container started"
-		} else if c.Error == "" {
+		} else {
 			c.Error = "monitor died: exit status unknown"
 		}
 		c.Status = StatusStopped

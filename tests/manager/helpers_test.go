@@ -1,0 +1,297 @@
+// Package manager_test runs the cubo container verbs end to end as root: the built cubo
+// and cubo-runc binaries, real containers, with both cubo-runc and Debian's runc as the
+// runtime.
+package manager_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const busyboxTar = "/work/shared/images/busybox-1.38.0-musl-amd64-rootfs.tar.gz"
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("skip: tests/manager needs root (containers, overlay mounts, cgroups)")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "cubo-manager-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	for _, b := range []string{"cubo", "cubo-runc"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("go build %s: %v\n%s", b, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runtimes are the runtimes every lifecycle test runs with.
+func runtimes(t *testing.T) []string {
+	rts := []string{"cubo-runc"}
+	if _, err := os.Stat("/usr/sbin/runc"); err == nil {
+		rts = append(rts, "/usr/sbin/runc")
+	} else {
+		t.Log("runc not installed: testing cubo-runc only")
+	}
+	return rts
+}
+
+// forRuntimes runs f as one subtest per runtime.
+func forRuntimes(t *testing.T, f func(t *testing.T, e *env)) {
+	for _, rt := range runtimes(t) {
+		t.Run(filepath.Base(rt), func(t *testing.T) { f(t, newEnv(t, rt)) })
+	}
+}
+
+// env is one cubo root dir with busybox imported, driven with one runtime.
+type env struct {
+	t       *testing.T
+	root    string
+	runtime string
+}
+
+func newEnv(t *testing.T, runtime string) *env {
+	t.Helper()
+	if _, err := os.Stat(busyboxTar); err != nil {
+		t.Skipf("image tarball %s absent: %v", busyboxTar, err)
+	}
+	e := &env{t: t, root: t.TempDir(), runtime: runtime}
+	// Registered after TempDir, so it runs first: containers go before their dirs.
+	t.Cleanup(e.cleanup)
+	e.ok("import", busyboxTar, "busybox:latest")
+	return e
+}
+
+func (e *env) cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(binDir, "cubo"), append([]string{"--root-dir", e.root, "--runtime", e.runtime}, args...)...)
+	cmd.Env = append(os.Environ(), "CUBO_LOG=warn")
+	return cmd
+}
+
+// run runs cubo and returns stdout, stderr and the exit code.
+func (e *env) run(args ...string) (string, string, int) {
+	e.t.Helper()
+	cmd := e.cmd(args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("cubo %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// ok runs cubo, fails the test unless it exits 0, and returns stdout.
+func (e *env) ok(args ...string) string {
+	e.t.Helper()
+	out, errs, code := e.run(args...)
+	if code != 0 {
+		e.t.Fatalf("cubo %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// fails runs cubo, expects exit 1 with one "cubo: " line on stderr containing want.
+func (e *env) fails(want string, args ...string) {
+	e.t.Helper()
+	out, errs, code := e.run(args...)
+	if code != 1 || !strings.HasPrefix(errs, "cubo: ") || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, want) {
+		e.t.Fatalf("cubo %s: want exit 1 and one line with %q, got exit %d\nstdout: %s\nstderr: %q", strings.Join(args, " "), want, code, out, errs)
+	}
+}
+
+// container is the JSON of ps/inspect.
+type container struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	Image    string    `json:"image"`
+	Command  []string  `json:"command"`
+	Status   string    `json:"status"`
+	ExitCode int       `json:"exit_code"`
+	Error    string    `json:"error"`
+	Pid      int       `json:"pid"`
+	Monitor  int       `json:"monitor_pid"`
+	Created  time.Time `json:"created"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Ports    []struct {
+		Host     int    `json:"host"`
+		Cont     int    `json:"container"`
+		Protocol string `json:"protocol"`
+	} `json:"ports"`
+	Bundle string `json:"bundle"`
+}
+
+func (e *env) ps() []container {
+	e.t.Helper()
+	var cs []container
+	if err := json.Unmarshal([]byte(e.ok("ps", "--all", "--format", "json")), &cs); err != nil {
+		e.t.Fatal(err)
+	}
+	return cs
+}
+
+func (e *env) inspect(ref string) container {
+	e.t.Helper()
+	var cs []container
+	if err := json.Unmarshal([]byte(e.ok("inspect", ref)), &cs); err != nil || len(cs) != 1 {
+		e.t.Fatalf("inspect %s: %v %v", ref, err, cs)
+	}
+	return cs[0]
+}
+
+// waitExit follows the logs until the container exits (logs -f returns then) and
+// returns its record.
+func (e *env) waitExit(ref string) container {
+	e.t.Helper()
+	e.ok("logs", "-f", ref)
+	c := e.inspect(ref)
+	if c.Status != "stopped" {
+		e.t.Fatalf("logs -f returned while %s is %s", ref, c.Status)
+	}
+	return c
+}
+
+// eventually polls cond until it holds, with a generous deadline: used only to wait
+// for a detached process's real outcome that no cubo command waits for.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cleanup removes every container and checks that nothing is left behind: no container
+// dirs, names, mounts, runtime state or cgroups.
+func (e *env) cleanup() {
+	t := e.t
+	out, _, _ := e.run("ps", "-aq")
+	ids := strings.Fields(out)
+	if len(ids) > 0 {
+		if _, errs, code := e.run(append([]string{"rm", "-f"}, ids...)...); code != 0 {
+			t.Errorf("cleanup rm -f: %s", errs)
+		}
+	}
+	e.assertClean(ids)
+}
+
+func (e *env) assertClean(ids []string) {
+	t := e.t
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(e.root, "containers"))
+	for _, d := range ents {
+		if d.Name() != ".names" {
+			t.Errorf("left behind: containers/%s", d.Name())
+		}
+	}
+	names, _ := os.ReadDir(filepath.Join(e.root, "containers", ".names"))
+	for _, n := range names {
+		t.Errorf("left behind: name %s", n.Name())
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), e.root+"/containers") {
+		t.Errorf("left behind: mounts under %s", e.root)
+	}
+	rs, _ := os.ReadDir(filepath.Join(e.root, "runtime", filepath.Base(e.runtime)))
+	for _, r := range rs {
+		t.Errorf("left behind: runtime state %s", r.Name())
+	}
+	for _, id := range ids {
+		for _, ctrl := range []string{"memory", "pids", "cpu", "freezer"} {
+			if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", ctrl, "cubo", id)); err == nil {
+				t.Errorf("left behind: cgroup %s/cubo/%s", ctrl, id)
+			}
+		}
+	}
+}
+
+// loadConfigImage makes an OCI archive of the busybox rootfs with an image config that
+// sets Entrypoint, Cmd, Env, WorkingDir, User and StopSignal, and loads it as name.
+func (e *env) loadConfigImage(name string, cfg map[string]any) {
+	t := e.t
+	t.Helper()
+	layer, err := os.ReadFile(busyboxTar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(layer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, zr); err != nil {
+		t.Fatal(err)
+	}
+	diffID := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	blobs := map[string][]byte{}
+	put := func(b []byte) (string, int) {
+		d := sha256.Sum256(b)
+		blobs[hex.EncodeToString(d[:])] = b
+		return "sha256:" + hex.EncodeToString(d[:]), len(b)
+	}
+	ld, ls := put(layer)
+	conf, _ := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux", "config": cfg,
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+	})
+	cd, cs := put(conf)
+	man, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": ls}},
+	})
+	md, ms := put(man)
+	idx, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+		"manifests": []any{map[string]any{
+			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+			"annotations": map[string]string{"org.opencontainers.image.ref.name": name},
+		}},
+	})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(n string, b []byte) {
+		_ = tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg})
+		_, _ = tw.Write(b)
+	}
+	add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
+	add("index.json", idx)
+	for d, b := range blobs {
+		add("blobs/sha256/"+d, b)
+	}
+	_ = tw.Close()
+	p := filepath.Join(t.TempDir(), "img.tar")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("load", "-i", p)
+}
