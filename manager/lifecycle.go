@@ -104,6 +104,17 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	if sig := unix.SignalNum(name); sig != 0 {
 		return sig, nil
 	}
+	// Real-time signals as images name them; 34 and 64 are glibc's SIGRTMIN and SIGRTMAX.
+	for base, n := range map[string]int{"SIGRTMIN+": 34, "SIGRTMAX-": 64} {
+		if off, ok := strings.CutPrefix(name, base); ok {
+			if k, err := strconv.Atoi(off); err == nil && k >= 0 && k <= 30 {
+				if base == "SIGRTMIN+" {
+					return syscall.Signal(n + k), nil
+				}
+				return syscall.Signal(n - k), nil
+			}
+		}
+	}
 	return 0, fmt.Errorf("signal %q: %w", s, errdefs.ErrInvalidArgument)
 }
 

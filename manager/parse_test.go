@@ -1,0 +1,136 @@
+package manager
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestParseVolume(t *testing.T) {
+	dir := t.TempDir()
+	v, err := ParseVolume(dir + "/:/data/:ro")
+	if err != nil || v.Host != dir || v.Cont != "/data" || !v.ReadOnly {
+		t.Fatalf("%+v %v", v, err)
+	}
+	if v, err := ParseVolume(dir + ":/d:rw"); err != nil || v.ReadOnly {
+		t.Fatalf("rw: %+v %v", v, err)
+	}
+	for in, class := range map[string]error{
+		dir:                  errdefs.ErrInvalidArgument,
+		dir + ":/d:rx":       errdefs.ErrInvalidArgument,
+		"rel:/d":             errdefs.ErrInvalidArgument,
+		dir + ":rel":         errdefs.ErrInvalidArgument,
+		dir + ":/":           errdefs.ErrInvalidArgument,
+		dir + "/missing:/d":  errdefs.ErrNotFound,
+		dir + ":/a:ro:extra": errdefs.ErrInvalidArgument,
+	} {
+		if _, err := ParseVolume(in); !errors.Is(err, class) {
+			t.Errorf("%q: %v, want %v", in, err, class)
+		}
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	for in, want := range map[string]Port{
+		"8080:80":           {Host: 8080, Cont: 80, Protocol: "tcp"},
+		"53:53/udp":         {Host: 53, Cont: 53, Protocol: "udp"},
+		"127.0.0.1:8080:80": {HostIP: "127.0.0.1", Host: 8080, Cont: 80, Protocol: "tcp"},
+		"[::1]:8080:80/tcp": {HostIP: "::1", Host: 8080, Cont: 80, Protocol: "tcp"},
+	} {
+		if got, err := ParsePort(in); err != nil || got != want {
+			t.Errorf("%s: %+v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"80", "a:80", "80:b", "0:80", "80:70000", "80:80/sctp", "x.y:80:80", ""} {
+		if _, err := ParsePort(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]syscall.Signal{"": syscall.SIGTERM, "SIGUSR1": syscall.SIGUSR1, "kill": syscall.SIGKILL, "15": syscall.SIGTERM, "SIGRTMIN+3": 37} {
+		if got, err := ParseSignal(in); err != nil || got != want {
+			t.Errorf("%q: %v %v", in, got, err)
+		}
+	}
+	if _, err := ParseSignal("NOPE"); err == nil {
+		t.Error("NOPE accepted")
+	}
+}
+
+func TestResolveUser(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc", "group"), []byte("root:x:0:\napp:x:1001:\nwheel:x:10:app,other\n"), 0o644)
+	for in, want := range map[string][3]any{
+		"":          {uint32(0), uint32(0), []uint32(nil)},
+		"app":       {uint32(1000), uint32(1001), []uint32{10}},
+		"1000":      {uint32(1000), uint32(1001), []uint32{10}},
+		"app:wheel": {uint32(1000), uint32(10), []uint32(nil)},
+		"42:7":      {uint32(42), uint32(7), []uint32(nil)},
+	} {
+		uid, gid, groups, err := resolveUser(root, in)
+		if err != nil || uid != want[0] || gid != want[1] || !slices.Equal(groups, want[2].([]uint32)) {
+			t.Errorf("%q: %d %d %v %v", in, uid, gid, groups, err)
+		}
+	}
+	for _, bad := range []string{"nobody", "app:nogroup"} {
+		if _, _, _, err := resolveUser(root, bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	// A passwd symlinked out of the rootfs resolves inside it (and is absent there).
+	evil := t.TempDir()
+	os.MkdirAll(filepath.Join(evil, "etc"), 0o755)
+	os.Symlink("/etc/passwd", filepath.Join(evil, "etc", "passwd"))
+	if _, _, _, err := resolveUser(evil, "root"); err == nil {
+		t.Error("passwd resolved through a symlink out of the rootfs")
+	}
+}
+
+func TestMetaRoundTripAndNames(t *testing.T) {
+	m, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newID()
+	if !idRe.MatchString(id) {
+		t.Fatalf("id %q", id)
+	}
+	dir := m.containerDir(id)
+	os.Mkdir(dir, 0o700)
+	c := &Container{ID: id, Name: "n1", Status: StatusStopped, ExitCode: 3, dir: dir}
+	if err := c.save(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadMeta(dir)
+	if err != nil || got.ExitCode != 3 || got.Name != "n1" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if err := m.reserveName("n1", id); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.reserveName("n1", newID()); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("second reservation: %v", err)
+	}
+	// A name whose owner never got committed is taken over.
+	if err := m.reserveName("stale", newID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.reserveName("stale", id); err != nil {
+		t.Fatalf("stale name: %v", err)
+	}
+	for range 100 {
+		n, err := m.reserveRandomName(id)
+		if err != nil || !nameRe.MatchString(n) {
+			t.Fatalf("random name %q %v", n, err)
+		}
+	}
+}
