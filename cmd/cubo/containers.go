@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 
+	"github.com/cubo-dev/cubo/images"
 	"github.com/cubo-dev/cubo/manager"
 	"github.com/cubo-dev/cubo/manager/ociruntime"
 )
@@ -20,6 +22,18 @@ func (g *globals) manager() (*manager.Manager, error) {
 		manager.WithLogger(g.log),
 		manager.WithRuntime(g.Runtime),
 	)
+}
+
+// containersUseImage is the image store's in-use check: rmb refuses an image a
+// container (running or stopped) was created from.
+func containersUseImage(root string) images.InUseFunc {
+	return func(ctx context.Context, imageID string) (bool, error) {
+		m, err := manager.New(root)
+		if err != nil {
+			return false, err
+		}
+		return m.ImageInUse(ctx, imageID)
+	}
 }
 
 // exitWith ends cubo with a container process's status when err carries one, printing

@@ -28,6 +28,7 @@ func (g *globals) init() error {
 	}
 	g.log = l
 	g.root = ResolveRootDir(g.RootDir)
+	g.inUse = containersUseImage(g.root)
 	return nil
 }
 
