@@ -34,10 +34,12 @@ import (
 )
 
 type rt struct {
-	name string
-	path string
-	root string // private --root state dir
-	seq  int
+	name    string
+	path    string
+	env     []string // nil: the harness's environment
+	variant bool     // an extra cubo-runc build or setting, compared with cubo-runc
+	root    string   // private --root state dir
+	seq     int
 }
 
 func (r *rt) id() string {
@@ -76,7 +78,9 @@ func main() {
 		install    = flag.Bool("install", true, "apt-get install missing Debian packages (runc, crun; podman, skopeo, docker-registry for the manager half)")
 		noManager  = flag.Bool("no-manager", false, "skip the manager half")
 		outFile    = flag.String("o", "", "also write the markdown report to this file")
+		variants   variantFlags
 	)
+	flag.Var(&variants, "variant", "extra runtime to compare with cubo-runc, NAME=PATH[,ENV=VALUE...] (repeatable), e.g. gmp1=bin/cubo-runc,GOMAXPROCS=1")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fatal(errors.New("run as root: the runtimes need it"))
@@ -126,6 +130,14 @@ func main() {
 			fatal(err)
 		}
 		b.rts = append(b.rts, r)
+	}
+
+	for _, v := range variants {
+		v.root = filepath.Join(b.work, "state", v.name)
+		if err := os.MkdirAll(v.root, 0o700); err != nil {
+			fatal(err)
+		}
+		b.rts = append(b.rts, v)
 	}
 
 	b.header(*cuboRunc, *cubo)
@@ -276,7 +288,7 @@ func (b *bench) add(fig string, r *rt, v float64) {
 
 func (b *bench) runOnce(r *rt, bundle string) (sample, error) {
 	id := r.id()
-	s, err := measure(r.argv("run", "--bundle", bundle, id), nil)
+	s, err := measure(r.argv("run", "--bundle", bundle, id), r.env)
 	if err != nil {
 		run(r.argv("delete", "--force", id)...)
 		return s, fmt.Errorf("%s run: %w", r.name, err)
@@ -293,7 +305,7 @@ func (b *bench) lifecycle(r *rt) error {
 		run(r.argv("delete", "--force", id)...)
 		return fmt.Errorf("%s %s: %w", r.name, step, err)
 	}
-	create, err := measure(r.argv("create", "--bundle", b.bundleNet, "--pid-file", pidFile, id), nil)
+	create, err := measure(r.argv("create", "--bundle", b.bundleNet, "--pid-file", pidFile, id), r.env)
 	if err != nil {
 		return fail("create", err)
 	}
@@ -306,7 +318,7 @@ func (b *bench) lifecycle(r *rt) error {
 		return fail("create", fmt.Errorf("pid file: %w", err))
 	}
 	initHWM := vmHWM(pid)
-	start, err := measure(r.argv("start", id), nil)
+	start, err := measureOwn(r.argv("start", id), r.env)
 	if err != nil {
 		return fail("start", err)
 	}
@@ -323,7 +335,7 @@ func (b *bench) lifecycle(r *rt) error {
 	if err != nil {
 		return fail("wait", err)
 	}
-	del, err := measure(r.argv("delete", id), nil)
+	del, err := measure(r.argv("delete", id), r.env)
 	if err != nil {
 		return fail("delete", err)
 	}
@@ -366,7 +378,7 @@ func (b *bench) throughput(r *rt, p int) (float64, float64, error) {
 					return
 				}
 				var ru unix.Rusage
-				pid, errf, err := spawn(r.argv("run", "--bundle", b.bundleNet, ids[i]), nil)
+				pid, errf, err := spawn(r.argv("run", "--bundle", b.bundleNet, ids[i]), r.env)
 				if err == nil {
 					var ws unix.WaitStatus
 					for {
@@ -499,7 +511,11 @@ func (b *bench) header(cuboRunc, cubo string) {
 		si.Totalram*uint64(si.Unit)/(1<<20), unix.ByteSliceToString(un.Release[:]), cg, osRelease())
 	for _, r := range b.rts {
 		v := firstLine(r.path, "--version")
-		b.printf("- %s (%s): %s\n", r.name, r.path, v)
+		extra := ""
+		if r.variant && len(r.env) > len(os.Environ()) {
+			extra = " with " + strings.Join(r.env[len(os.Environ()):], " ")
+		}
+		b.printf("- %s (%s%s): %s\n", r.name, r.path, extra, v)
 	}
 	b.printf("- harness: %s; %d alternated runs per figure (rotating which runtime goes first), "+
 		"%d batches of %d containers per throughput figure\n\n", runtime.Version(), b.n, b.batches, b.containers)
@@ -521,4 +537,27 @@ func osRelease() string {
 		}
 	}
 	return "?"
+}
+
+// variantFlags parses -variant NAME=PATH[,ENV=VALUE...].
+type variantFlags []*rt
+
+func (v *variantFlags) String() string { return "" }
+
+func (v *variantFlags) Set(s string) error {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" || rest == "" {
+		return fmt.Errorf("want NAME=PATH[,ENV=VALUE...], got %q", s)
+	}
+	parts := strings.Split(rest, ",")
+	path, err := filepath.Abs(parts[0])
+	if err != nil {
+		return err
+	}
+	r := &rt{name: name, path: path, variant: true}
+	if len(parts) > 1 {
+		r.env = append(os.Environ(), parts[1:]...)
+	}
+	*v = append(*v, r)
+	return nil
 }

@@ -7,7 +7,7 @@ func (b *bench) med(fig, rt string) float64 { return b.figs[fig][rt].median() }
 // row prints one figure: median (and quartiles) per runtime, then the ratios.
 func (b *bench) figRow(t *table, label, fig, unit string) {
 	cells := []string{label}
-	for _, name := range []string{"cubo-runc", "runc", "crun"} {
+	for _, name := range b.names() {
 		s := b.figs[fig][name]
 		if len(s) == 0 {
 			cells = append(cells, "-")
@@ -18,16 +18,38 @@ func (b *bench) figRow(t *table, label, fig, unit string) {
 	}
 	c := b.med(fig, "cubo-runc")
 	cells = append(cells, ratio(c, b.med(fig, "runc")), ratio(c, b.med(fig, "crun")))
+	for _, r := range b.rts {
+		if r.variant {
+			cells = append(cells, ratio(b.med(fig, r.name), c))
+		}
+	}
 	t.row(cells...)
 }
 
-func newFigTable() *table {
-	return &table{head: []string{"figure", "cubo-runc", "runc", "crun", "cubo-runc/runc", "cubo-runc/crun"}}
+func (b *bench) names() []string {
+	names := []string{"cubo-runc", "runc", "crun"}
+	for _, r := range b.rts {
+		if r.variant {
+			names = append(names, r.name)
+		}
+	}
+	return names
+}
+
+func (b *bench) newFigTable() *table {
+	head := append([]string{"figure"}, b.names()...)
+	head = append(head, "cubo-runc/runc", "cubo-runc/crun")
+	for _, r := range b.rts {
+		if r.variant {
+			head = append(head, r.name+"/cubo-runc")
+		}
+	}
+	return &table{head: head}
 }
 
 func (b *bench) reportRuntime() {
 	b.printf("### Runtime: medians (25th-75th percentile)\n\n")
-	t := newFigTable()
+	t := b.newFigTable()
 	b.figRow(t, "(a) run /bin/true, wall", "run.wall", "ms")
 	b.figRow(t, "(a) run /bin/true, CPU", "run.cpu", "ms")
 	b.figRow(t, "(e) run, no netns, wall", "nonet.wall", "ms")
@@ -52,7 +74,7 @@ func (b *bench) reportRuntime() {
 	}
 	b.printf("%s\n", t)
 	b.printf("Network namespace cost (median with minus median without): ")
-	for _, name := range []string{"cubo-runc", "runc", "crun"} {
+	for _, name := range b.names() {
 		if _, ok := b.figs["run.wall"][name]; !ok {
 			continue
 		}
