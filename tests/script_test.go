@@ -87,6 +87,10 @@ func TestScript(t *testing.T) {
 			"hasmount":  cmdHasmount,
 			"content":   cmdContent,
 			"nsinode":   cmdNsinode,
+			// runtime-spec feature scripts (spec_cmds_test.go)
+			"readvar":    cmdReadvar,
+			"waitchange": cmdWaitchange,
+			"waitmatch":  cmdWaitmatch,
 		},
 	})
 }

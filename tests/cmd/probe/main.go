@@ -293,7 +293,9 @@ func run(cmd string, args []string) {
 		unix.Close(fd)
 		fmt.Fprintf(out, "open-exe-write %s ok\n", p)
 	default:
-		die("unknown command %q", cmd)
+		if !runSpec(cmd, args) {
+			die("unknown command %q", cmd)
+		}
 	}
 }
 
