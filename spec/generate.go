@@ -31,6 +31,9 @@ var containerCaps = []string{
 // then opts applied in order. It returns the first error an Opt returns.
 func Generate(opts ...Opt) (*specs.Spec, error) {
 	s := Default()
+	// Everything a manager config uses exists since runtime-spec 1.0.2, and older
+	// runtimes refuse versions they do not know (crun 1.8: "unknown version specified").
+	s.Version = "1.0.2"
 	s.Root.Readonly = false
 	s.Process.Terminal = false
 	s.Process.Env = []string{defaultPath}

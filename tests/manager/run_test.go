@@ -3,6 +3,7 @@ package manager_test
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -164,4 +165,26 @@ func TestImageConfig(t *testing.T) {
 			t.Fatalf("cmd override: %q", out)
 		}
 	})
+}
+
+// crun is optional: a smoke test of run, logs -f, stop and rm when it is installed.
+func TestCrunSmoke(t *testing.T) {
+	crun, err := exec.LookPath("crun")
+	if err != nil {
+		t.Skip("crun not installed")
+	}
+	e := newEnv(t, crun)
+	if out, errs, code := e.run("run", "-i", "--rm", "-e", "X=crun", "busybox", "sh", "-c", "echo $X"); code != 0 || out != "crun\n" {
+		t.Fatalf("run -i with crun: exit %d %q %q", code, out, errs)
+	}
+	e.ok("run", "--name", "c1", "busybox", "sh", "-c", "echo one; echo two")
+	if c := e.waitExit("c1"); c.ExitCode != 0 {
+		t.Fatalf("%+v", c)
+	}
+	if out := e.ok("logs", "c1"); out != "one\ntwo\n" {
+		t.Fatalf("logs %q", out)
+	}
+	e.ok("run", "--name", "c2", "busybox", "sleep", "1000")
+	e.ok("stop", "-t", "0", "c2")
+	e.ok("rm", "c1", "c2")
 }
