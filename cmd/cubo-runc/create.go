@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"net"
 	"os"
 	"path/filepath"
@@ -44,24 +45,39 @@ func (c *createFlags) create(g *globals, id string, consoleOverride *os.File) (*
 	if err := container.ValidateID(id); err != nil {
 		return nil, err
 	}
-	root, err := g.root()
+	s, err := c.loadSpec()
 	if err != nil {
 		return nil, err
 	}
+	return c.createFrom(g, id, s, consoleOverride)
+}
+
+// loadSpec loads and validates the bundle's config.json.
+func (c *createFlags) loadSpec() (*specs.Spec, error) {
 	bundle, err := filepath.Abs(c.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("resolve bundle: %w", err)
 	}
+	c.Bundle = bundle
+	return spec.Load(bundle)
+}
+
+// createFrom creates the container from an already loaded config.
+func (c *createFlags) createFrom(g *globals, id string, s *specs.Spec, consoleOverride *os.File) (*container.Container, error) {
+	if err := container.ValidateID(id); err != nil {
+		return nil, err
+	}
+	root, err := g.root()
+	if err != nil {
+		return nil, err
+	}
+	bundle := c.Bundle
 	// Relative paths are the caller's, so resolve them before anything
 	// changes directory.
 	if c.PidFile != "" {
 		if c.PidFile, err = filepath.Abs(c.PidFile); err != nil {
 			return nil, err
 		}
-	}
-	s, err := spec.Load(bundle)
-	if err != nil {
-		return nil, err
 	}
 	if c.PreserveFds < 0 {
 		return nil, errors.New("--preserve-fds must not be negative")

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -76,6 +77,11 @@ type cli struct {
 }
 
 func main() {
+	// A cubo-runc command lives for milliseconds and allocates a few MB:
+	// collecting garbage would only cost time. The limit keeps a runaway
+	// (a huge config.json, a long `events` stream) bounded anyway.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(128 << 20)
 	os.Exit(run(os.Args[1:]))
 }
 

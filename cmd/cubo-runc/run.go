@@ -53,7 +53,11 @@ func (c *runCmd) Run(g *globals) error {
 
 	var ptyRecv *os.File
 	var consoleEnd *os.File
-	if wantTerminal(c.Bundle) {
+	s, err := c.loadSpec()
+	if err != nil {
+		return err
+	}
+	if s.Process != nil && s.Process.Terminal {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("create console socketpair: %w", err)
@@ -62,7 +66,7 @@ func (c *runCmd) Run(g *globals) error {
 		consoleEnd = os.NewFile(uintptr(fds[1]), "console-send")
 		defer ptyRecv.Close()
 	}
-	ct, err := c.create(g, c.ID, consoleEnd)
+	ct, err := c.createFrom(g, c.ID, s, consoleEnd)
 	if consoleEnd != nil {
 		consoleEnd.Close()
 	}
@@ -136,12 +140,6 @@ func exitCode(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
-}
-
-// wantTerminal peeks at process.terminal; the full load happens in create.
-func wantTerminal(bundle string) bool {
-	s, err := loadSpecQuiet(bundle)
-	return err == nil && s.Process != nil && s.Process.Terminal
 }
 
 func recvFd(sock *os.File) (*os.File, error) {
