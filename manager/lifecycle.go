@@ -53,7 +53,12 @@ func (m *Manager) reconcile(ctx context.Context, c *Container) (*Container, erro
 		switch {
 		case err != nil && !errors.Is(err, errdefs.ErrNotFound):
 			return c, nil // the runtime is unusable now; judge again next time
-		case err == nil && c.Status == StatusRunning && (st.Status == "running" || st.Status == "paused"):
+		case err == nil && (st.Status == "running" || st.Status == "paused"):
+			// The monitor died after start, possibly before it recorded "running":
+			// the container is adopted as running rather than lost.
+			if c.Status != StatusRunning {
+				c.Status, c.Pid, c.Started = StatusRunning, st.Pid, now
+			}
 			if c.Error == "" {
 				c.Error = "monitor died: the container runs on but its output is no longer logged"
 				m.log.Warn().Str("id", c.ID).Msg(c.Error)

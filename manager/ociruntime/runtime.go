@@ -339,3 +339,25 @@ func (r *Runtime) Exec(ctx context.Context, id string, args []string, opts *Exec
 	}
 	return nil
 }
+
+// Run runs the bundle's container in the foreground (create, start, wait, delete in one
+// call) with the given stdio. A non-zero exit of the container's process is returned as
+// *ExitError carrying its status; a failure of the runtime itself (an error line in the
+// log) is returned classified.
+func (r *Runtime) Run(ctx context.Context, id, bundle string, io IO) error {
+	cmd := r.command(ctx, "run", "--bundle", bundle, id)
+	setIO(cmd, io)
+	off := r.logSize()
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		if err != nil {
+			return fmt.Errorf("run %s: %w", r.Command, err)
+		}
+		return nil
+	}
+	if msg := r.lastLogError(off); msg != "" {
+		return fmt.Errorf("%s%.0w%.0w", msg, Classify(msg), &ExitError{Status: exitStatus(ee.ProcessState)})
+	}
+	return &ExitError{Status: exitStatus(ee.ProcessState)}
+}
