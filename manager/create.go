@@ -47,9 +47,11 @@ type CreateOpts struct {
 	// (only with Interactive).
 	Interactive bool
 	Tty         bool
-	// NetNSPath, when set, is a network namespace the container joins: the hook where
-	// bridge networking plugs in.
+	// NetNSPath, when set, is a network namespace the container joins (see also
+	// WithNetwork, the hook where bridge networking plugs in).
 	NetNSPath string
+
+	bridgeHook bool
 }
 
 // parsed is CreateOpts checked and turned into what the bundle needs.
@@ -173,7 +175,7 @@ func (o *CreateOpts) check() (*parsed, error) {
 	switch o.Network {
 	case "", "none", "host":
 	case "bridge":
-		if o.NetNSPath == "" {
+		if o.NetNSPath == "" && !o.bridgeHook {
 			return nil, fmt.Errorf("network bridge: not available yet (use none or host): %w", errdefs.ErrNotImplemented)
 		}
 	default:
@@ -206,6 +208,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	if m.store == nil {
 		return nil, errors.New("create container: no image store")
 	}
+	o.bridgeHook = m.netUp != nil
 	p, err := o.check()
 	if err != nil {
 		return nil, err
@@ -342,6 +345,13 @@ func (m *Manager) bundle(ctx context.Context, c *Container, img *images.Image, o
 	}
 	if err := writeEtc(c); err != nil {
 		return err
+	}
+	if c.Network == "bridge" && o.NetNSPath == "" && m.netUp != nil {
+		ns, err := m.netUp(ctx, c)
+		if err != nil {
+			return fmt.Errorf("set up network: %w", err)
+		}
+		o.NetNSPath = ns
 	}
 
 	opts := []spec.Opt{
@@ -498,6 +508,11 @@ func (m *Manager) destroyFiles(c *Container) error {
 	}
 	if isMountPoint(rootfs) {
 		return fmt.Errorf("remove %s: rootfs is still mounted", c.dir)
+	}
+	if m.netDown != nil && c.Network == "bridge" {
+		if err := m.netDown(context.Background(), c); err != nil {
+			return fmt.Errorf("tear down network of %s: %w", c.ID, err)
+		}
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("remove %s: %w", c.dir, err)

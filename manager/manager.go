@@ -129,6 +129,22 @@ type Manager struct {
 	store   *images.Store
 	runtime string
 	self    string
+	netUp   NetworkSetup
+	netDown NetworkTeardown
+}
+
+// NetworkSetup prepares a "bridge" container's network while its bundle is made: it
+// returns the network namespace path the container joins, and may rewrite the hosts and
+// resolv.conf files in c.Dir(). c.Ports holds the --publish mappings.
+type NetworkSetup func(ctx context.Context, c *Container) (netnsPath string, err error)
+
+// NetworkTeardown releases what NetworkSetup made; it is called when the container is
+// removed, and must succeed when called twice.
+type NetworkTeardown func(ctx context.Context, c *Container) error
+
+// WithNetwork plugs in bridge networking: without it `--network bridge` is refused.
+func WithNetwork(setup NetworkSetup, teardown NetworkTeardown) Opt {
+	return func(m *Manager) { m.netUp, m.netDown = setup, teardown }
 }
 
 // Opt configures a Manager.
