@@ -28,7 +28,7 @@ import (
 //	UNIQ     a string unique to this script run (for cgroup names)
 //
 // Conditions: [root], [runc], [crun], [cubo] (the runtime under test),
-// [busybox], [alpine] (the fixture is present).
+// [busybox], [alpine] (the fixture is present), and those of specCondition.
 //
 // Commands (besides testscript's builtins):
 //
@@ -173,6 +173,9 @@ func scriptCondition(cond string) (bool, error) {
 	case "alpine":
 		_, err := os.Stat(alpineTar)
 		return err == nil, nil
+	}
+	if ok, handled := specCondition(cond); handled {
+		return ok, nil
 	}
 	return false, fmt.Errorf("unknown condition %q", cond)
 }

@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,33 @@ import (
 //	    poll until the trimmed content of FILE differs from OLD
 //	waitmatch FILE REGEXP
 //	    poll until FILE exists and matches REGEXP (multi-line mode)
+
+// specCondition evaluates the conditions of the runtime-spec scripts:
+//
+//	[exists:PATH]      PATH exists on the host
+//	[hugetlb]          a hugetlb cgroup controller is available (v1 or v2)
+//	[timens]           the kernel supports time namespaces
+func specCondition(cond string) (ok, handled bool) {
+	switch {
+	case strings.HasPrefix(cond, "exists:"):
+		_, err := os.Stat(strings.TrimPrefix(cond, "exists:"))
+		return err == nil, true
+	case cond == "hugetlb":
+		if _, err := os.Stat("/sys/fs/cgroup/hugetlb/cgroup.procs"); err == nil {
+			return true, true
+		}
+		for _, p := range []string{"/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"} {
+			if b, err := os.ReadFile(p); err == nil && slices.Contains(strings.Fields(string(b)), "hugetlb") {
+				return true, true
+			}
+		}
+		return false, true
+	case cond == "timens":
+		_, err := os.Stat("/proc/self/ns/time")
+		return err == nil, true
+	}
+	return false, false
+}
 
 func cmdReadvar(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
