@@ -68,7 +68,7 @@ func (m *Manager) reconcile(ctx context.Context, c *Container) (*Container, erro
 		}
 		// The init is gone, or it never got past create: either way the container
 		// is over and its exit status died with the monitor.
-		if c.Status == StatusCreated {
+		if c.Status == StatusCreated || err == nil && st.Status == "created" {
 			c.Error = "creation interrupted: cubo or its monitor was killed before the container started"
 		} else {
 			c.Error = "monitor died: exit status unknown"

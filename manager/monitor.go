@@ -224,19 +224,23 @@ func (mo *mon) run() int {
 		copiers.Add(1)
 		go func() { defer copiers.Done(); mo.copyLog(master, "stdout", tee) }()
 	}
-	if err := mo.rt.Start(ctx, c.ID); err != nil {
-		_ = mo.rt.Kill(ctx, c.ID, unix.SIGKILL, true)
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, 0, nil)
-		mo.fail(err)
-		return -1
-	}
+	// "running" is recorded before start so that the record never lags behind output
+	// the process already wrote; a monitor dying between the two leaves a record that
+	// reconciliation corrects from the runtime's state.
 	c.Status = StatusRunning
 	c.Started = time.Now().UTC()
 	c.Pid = pid
 	c.MonitorPid = os.Getpid()
 	if err := c.save(); err != nil {
 		mo.log.Error().Err(err).Msg("record start")
+	}
+	if err := mo.rt.Start(ctx, c.ID); err != nil {
+		_ = mo.rt.Kill(ctx, c.ID, unix.SIGKILL, true)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+		c.Pid = 0
+		mo.fail(err)
+		return -1
 	}
 	mo.send(monitorMsg{Started: true, Pid: pid})
 

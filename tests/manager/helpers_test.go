@@ -5,6 +5,7 @@ package manager_test
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
@@ -175,6 +176,28 @@ func (e *env) waitExit(ref string) container {
 		e.t.Fatalf("logs -f returned while %s is %s", ref, c.Status)
 	}
 	return c
+}
+
+// waitLog follows the logs until a line equal to want appears: the container's own
+// signal that it is ready (e.g. its signal traps are installed).
+func (e *env) waitLog(ref, want string) {
+	e.t.Helper()
+	cmd := e.cmd("logs", "-f", ref)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	r := bufio.NewReader(stdout)
+	for {
+		l, err := r.ReadString('\n')
+		if strings.TrimSuffix(l, "\n") == want {
+			return
+		}
+		if err != nil {
+			e.t.Fatalf("logs of %s ended before %q", ref, want)
+		}
+	}
 }
 
 // eventually polls cond until it holds, with a generous deadline: used only to wait

@@ -20,8 +20,8 @@ import (
 // container without --force and leaves nothing.
 func TestPsStopRm(t *testing.T) {
 	forRuntimes(t, func(t *testing.T, e *env) {
-		e.ok("run", "--name", "polite", "busybox", "sh", "-c", `trap "exit 0" TERM; while true; do sleep 0.05; done`)
-		e.ok("run", "--name", "stubborn", "busybox", "sh", "-c", `trap "" TERM; while true; do sleep 0.05; done`)
+		e.ok("run", "--name", "polite", "busybox", "sh", "-c", `trap "exit 0" TERM; echo ready; while true; do sleep 0.05; done`)
+		e.ok("run", "--name", "stubborn", "busybox", "sh", "-c", `trap "" TERM; echo ready; while true; do sleep 0.05; done`)
 		e.ok("run", "--name", "victim", "busybox", "sleep", "1000")
 		e.ok("run", "--name", "done", "busybox", "true")
 		e.waitExit("done")
@@ -43,6 +43,8 @@ func TestPsStopRm(t *testing.T) {
 			t.Fatalf("ps --all:\n%s", all)
 		}
 
+		e.waitLog("polite", "ready")
+		e.waitLog("stubborn", "ready")
 		e.fails("is running", "rm", "polite")
 		e.ok("stop", "polite")
 		if c := e.inspect("polite"); c.Status != "stopped" || c.ExitCode != 0 {
@@ -175,7 +177,8 @@ func TestKillCuboDuringRun(t *testing.T) {
 // container stays manageable, and stop records it as exited with the reason.
 func TestKillMonitor(t *testing.T) {
 	forRuntimes(t, func(t *testing.T, e *env) {
-		e.ok("run", "--name", "lonely", "busybox", "sh", "-c", `trap "exit 0" TERM; while true; do sleep 0.05; done`)
+		e.ok("run", "--name", "lonely", "busybox", "sh", "-c", `trap "exit 0" TERM; echo ready; while true; do sleep 0.05; done`)
+		e.waitLog("lonely", "ready")
 		c := e.inspect("lonely")
 		if c.Monitor == 0 || c.Pid == 0 {
 			t.Fatalf("record lacks pids: %+v", c)

@@ -140,13 +140,14 @@ func TestImageConfig(t *testing.T) {
 	forRuntimes(t, func(t *testing.T, e *env) {
 		e.loadConfigImage("cfg:1", map[string]any{
 			"Entrypoint": []string{"sh", "-c"},
-			"Cmd":        []string{`echo "$IMGVAR $(pwd) $(id -u)"; trap "echo got-usr1; exit 7" USR1; while true; do sleep 0.05; done`},
+			"Cmd":        []string{`echo "$IMGVAR $(pwd) $(id -u)"; trap "echo got-usr1; exit 7" USR1; echo trap set; while true; do sleep 0.05; done`},
 			"Env":        []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "IMGVAR=fromimage"},
 			"WorkingDir": "/etc",
 			"User":       "nobody",
 			"StopSignal": "SIGUSR1",
 		})
 		e.ok("run", "--name", "cfg", "cfg:1")
+		e.waitLog("cfg", "trap set")
 		out := e.ok("stop", "cfg")
 		if out != "cfg\n" {
 			t.Fatalf("stop printed %q", out)
@@ -156,7 +157,7 @@ func TestImageConfig(t *testing.T) {
 			t.Fatalf("stop with the image's StopSignal: %+v", c)
 		}
 		logs := e.ok("logs", "cfg")
-		if logs != "fromimage /etc 65534\ngot-usr1\n" {
+		if logs != "fromimage /etc 65534\ntrap set\ngot-usr1\n" {
 			t.Fatalf("logs: %q", logs)
 		}
 		// A command replaces Cmd but keeps the Entrypoint; --env overrides the image's.
