@@ -1,0 +1,48 @@
+package network
+
+import (
+	"crypto/sha512"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+)
+
+// teardownMasq removes the bridge plugin's masquerade rules for container id at ip:
+// the POSTROUTING jump and the per-container chain. The bridge plugin in Debian 12
+// (1.1.1) finds the addresses to unmasquerade by reading them from the container's
+// interface, so its DEL leaves these behind when the namespace is gone; this does what
+// it would have done, with the names it uses (plugins/pkg/utils FormatChainName and
+// FormatComment). Rules already gone are not an error.
+func teardownMasq(network, id string, ip netip.Addr) error {
+	if !ip.IsValid() {
+		return nil
+	}
+	sum := sha512.Sum512([]byte(network + id))
+	chain := fmt.Sprintf("CNI-%x", sum)[:28]
+	comment := fmt.Sprintf("name: %q id: %q", network, id)
+	jump := []string{"POSTROUTING", "-s", ip.String() + "/32", "-m", "comment", "--comment", comment, "-j", chain}
+	if iptables(append([]string{"-C"}, jump...)...) == nil {
+		if err := iptables(append([]string{"-D"}, jump...)...); err != nil {
+			return err
+		}
+	}
+	if iptables("-n", "-L", chain) == nil {
+		if err := iptables("-F", chain); err != nil {
+			return err
+		}
+		if err := iptables("-X", chain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func iptables(args ...string) error {
+	// -w: wait for the xtables lock the plugins take too, instead of failing.
+	out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

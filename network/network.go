@@ -1,0 +1,843 @@
+// Package network gives cubo containers their network: a network namespace per
+// container attached to a bridge through CNI (libcni driving the bridge, host-local,
+// portmap, firewall and loopback plugins), published ports, the generated /etc/hosts,
+// /etc/hostname and /etc/resolv.conf, and user-defined bridge networks.
+//
+// Everything it keeps lives under the root the caller gives (root_dir/network):
+//
+//	conf/<network>.conflist   CNI network lists, one per network
+//	cache/                    libcni's cache (results and configs of ADDs, used by DEL)
+//	ipam/<network>/           host-local's address leases
+//	netns/<container id>      bind-mounted network namespaces (WithNetnsDir moves them)
+//	attach/<container id>.json what Setup did, so Teardown and Reconcile can undo it
+//
+// so nothing is shared with podman's or containerd's /etc/cni and /var/lib/cni.
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// Mode kinds, as `--network` spells them.
+const (
+	ModeBridge    = "bridge"
+	ModeHost      = "host"
+	ModeNone      = "none"
+	ModeContainer = "container"
+)
+
+// IfName is the container's interface on a bridge network.
+const IfName = "eth0"
+
+// Mode is a parsed `--network` value.
+type Mode struct {
+	// Kind is ModeBridge, ModeHost, ModeNone or ModeContainer.
+	Kind string `json:"kind"`
+	// Network is the bridge network's name (ModeBridge).
+	Network string `json:"network,omitempty"`
+	// Container names the container whose namespace is shared (ModeContainer), as the
+	// user wrote it; the caller resolves it to that container's ID for Setup.
+	Container string `json:"container,omitempty"`
+}
+
+// String formats m the way ParseMode reads it.
+func (m Mode) String() string {
+	switch m.Kind {
+	case ModeContainer:
+		return "container:" + m.Container
+	case ModeBridge:
+		if m.Network != DefaultNetwork {
+			return m.Network
+		}
+	}
+	return m.Kind
+}
+
+// ParseMode parses `--network`: "" or "bridge" (the default network), "host", "none",
+// "container:NAME", or the name of a user-defined network.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "bridge", "default":
+		return Mode{Kind: ModeBridge, Network: DefaultNetwork}, nil
+	case ModeHost, ModeNone:
+		return Mode{Kind: s}, nil
+	}
+	if name, ok := strings.CutPrefix(s, "container:"); ok {
+		if name == "" {
+			return Mode{}, fmt.Errorf("network %q: want container:NAME: %w", s, errdefs.ErrInvalidArgument)
+		}
+		return Mode{Kind: ModeContainer, Container: name}, nil
+	}
+	if !nameRE.MatchString(s) || reserved[s] {
+		return Mode{}, fmt.Errorf("network %q: want bridge, host, none, container:NAME or a network name: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return Mode{Kind: ModeBridge, Network: s}, nil
+}
+
+// Controller sets up and tears down container networking under one root.
+type Controller struct {
+	root          string
+	netnsDir      string
+	pluginDirs    []string
+	resolvPath    string
+	defaultSubnet netip.Prefix
+	defaultBridge string
+	log           zerolog.Logger
+	cni           *libcni.CNIConfig
+}
+
+// Opt configures a Controller.
+type Opt func(*Controller)
+
+// WithLogger logs what the Controller does (default: nothing).
+func WithLogger(l zerolog.Logger) Opt { return func(c *Controller) { c.log = l } }
+
+// WithNetnsDir puts the namespace bind mounts in dir (default root/netns), such as
+// /run/cubo/netns so that a reboot cannot leave stale files behind.
+func WithNetnsDir(dir string) Opt { return func(c *Controller) { c.netnsDir = dir } }
+
+// WithPluginDirs sets where CNI plugin binaries are looked up (default /usr/lib/cni,
+// where Debian installs them, then /opt/cni/bin).
+func WithPluginDirs(dirs ...string) Opt { return func(c *Controller) { c.pluginDirs = dirs } }
+
+// WithResolvConf reads the host's resolver config from path (default /etc/resolv.conf).
+func WithResolvConf(path string) Opt { return func(c *Controller) { c.resolvPath = path } }
+
+// WithDefaultNetwork sets the bridge and subnet of the default network when it is
+// first written (default cubo0, 10.77.0.0/16). Tests use it to stay off the real one.
+func WithDefaultNetwork(bridge string, subnet netip.Prefix) Opt {
+	return func(c *Controller) { c.defaultBridge, c.defaultSubnet = bridge, subnet.Masked() }
+}
+
+// New returns a Controller keeping its state under root (root_dir/network), creating
+// the directories it needs.
+func New(root string, opts ...Opt) (*Controller, error) {
+	c := &Controller{
+		root:          root,
+		netnsDir:      filepath.Join(root, "netns"),
+		pluginDirs:    []string{"/usr/lib/cni", "/opt/cni/bin"},
+		resolvPath:    "/etc/resolv.conf",
+		defaultSubnet: DefaultSubnet,
+		defaultBridge: DefaultBridge,
+		log:           zerolog.Nop(),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	for _, d := range []string{"conf", "cache", "ipam", "attach"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("create network dir: %w", err)
+		}
+	}
+	if err := os.MkdirAll(c.netnsDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create netns dir: %w", err)
+	}
+	c.cni = libcni.NewCNIConfigWithCacheDir(c.pluginDirs, filepath.Join(root, "cache"), nil)
+	return c, nil
+}
+
+// lock takes the Controller's exclusive lock, which serializes every change to
+// attachments and networks across cubo processes.
+func (c *Controller) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(c.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open network lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock network state: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Attachment is what Setup did for one container; Teardown undoes it.
+type Attachment struct {
+	ID       string `json:"id"`
+	Name     string `json:"name,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	Mode     Mode   `json:"mode"`
+	// Network is the bridge network's name (bridge mode only).
+	Network string `json:"network,omitempty"`
+	// NetNS is the namespace path to put in config.json's network namespace; empty
+	// for the host network. For container mode it is the shared container's.
+	NetNS string `json:"netns,omitempty"`
+	// Interface, IP, Subnet, Gateway and MAC describe the container's side of the
+	// bridge (bridge mode only).
+	Interface string       `json:"interface,omitempty"`
+	IP        netip.Addr   `json:"ip,omitzero"`
+	Subnet    netip.Prefix `json:"subnet,omitzero"`
+	Gateway   netip.Addr   `json:"gateway,omitzero"`
+	MAC       string       `json:"mac,omitempty"`
+	// HostVeth is the host end of the veth pair.
+	HostVeth string        `json:"hostVeth,omitempty"`
+	Ports    []PortMapping `json:"ports,omitempty"`
+	// FilesDir holds the container's hosts file that peers' Setup and Teardown keep up
+	// to date.
+	FilesDir string `json:"filesDir,omitempty"`
+	// Complete is false while Setup runs; Reconcile undoes incomplete attachments.
+	Complete bool `json:"complete"`
+	// ownsNetns: the namespace is this attachment's to delete.
+	OwnsNetns bool `json:"ownsNetns,omitempty"`
+}
+
+func (a *Attachment) label() string {
+	if a.Name != "" {
+		return a.Name
+	}
+	return a.ID
+}
+
+// SetupOptions describe the container Setup prepares.
+type SetupOptions struct {
+	// ID is the container's ID; required.
+	ID string
+	// Name and Hostname are the names peers and the container itself resolve.
+	Name     string
+	Hostname string
+	Mode     Mode
+	// Target is the ID of the container whose namespace a ModeContainer container
+	// shares; the caller resolves Mode.Container (a name) to it.
+	Target string
+	// Ports are published on the host (bridge mode only).
+	Ports []PortMapping
+	// FilesDir is the directory holding the container's hosts, hostname and
+	// resolv.conf, as the container will see it (final path). Setup writes them; when
+	// empty, no files are written and the container's hosts file is not kept current.
+	FilesDir string
+}
+
+var idRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+// Setup prepares a container's network before the container is created: for bridge,
+// a new namespace attached to the network (CNI ADD) with the ports published; for
+// none, a new namespace with only loopback up; for container, the target's namespace;
+// for host, nothing. It writes the container's /etc files into FilesDir and adds the
+// container to its peers' hosts files. A published port that is taken fails with
+// ErrPortInUse before anything is set up. On error nothing is left behind.
+func (c *Controller) Setup(ctx context.Context, o SetupOptions) (*Attachment, error) {
+	if !idRE.MatchString(o.ID) {
+		return nil, fmt.Errorf("container id %q: %w", o.ID, errdefs.ErrInvalidArgument)
+	}
+	if o.Mode.Kind == "" {
+		o.Mode = Mode{Kind: ModeBridge, Network: DefaultNetwork}
+	}
+	if len(o.Ports) > 0 && o.Mode.Kind != ModeBridge {
+		return nil, fmt.Errorf("publish: ports can only be published on a bridge network, not with --network %s: %w", o.Mode, errdefs.ErrInvalidArgument)
+	}
+	a := &Attachment{ID: o.ID, Name: o.Name, Hostname: o.Hostname, Mode: o.Mode, Ports: o.Ports, FilesDir: o.FilesDir}
+	var n Network
+	if o.Mode.Kind == ModeBridge {
+		var err error
+		if n, err = c.Network(o.Mode.Network); err != nil {
+			return nil, err
+		}
+		a.Network = n.Name
+		a.Mode.Network = n.Name
+	}
+
+	unlock, err := c.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if _, err := c.readAttachment(o.ID); err == nil {
+		return nil, fmt.Errorf("container %s: network already set up: %w", o.ID, errdefs.ErrAlreadyExists)
+	}
+	switch o.Mode.Kind {
+	case ModeHost:
+	case ModeContainer:
+		t, err := c.readAttachment(o.Target)
+		if err != nil {
+			return nil, fmt.Errorf("network container:%s: %w", o.Mode.Container, err)
+		}
+		// Sharing a container that itself shares another means sharing that one.
+		a.NetNS, a.Network, a.IP, a.Subnet, a.Gateway, a.MAC = t.NetNS, t.Network, t.IP, t.Subnet, t.Gateway, t.MAC
+		if t.Mode.Kind == ModeHost {
+			a.Mode.Kind = ModeHost
+		}
+	case ModeNone, ModeBridge:
+		if err := c.checkPortsLocked(o.Ports); err != nil {
+			return nil, err
+		}
+		a.NetNS = filepath.Join(c.netnsDir, o.ID)
+		a.OwnsNetns = true
+		// The record goes down first so that a crash from here on leaves something for
+		// Reconcile to undo.
+		if err := c.saveAttachment(a); err != nil {
+			return nil, err
+		}
+		if err := c.attachLocked(ctx, a, n); err != nil {
+			if derr := c.teardownLocked(ctx, a); derr != nil {
+				c.log.Warn().Err(derr).Str("id", a.ID).Msg("undo failed network setup")
+			}
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("network mode %q: %w", o.Mode.Kind, errdefs.ErrInvalidArgument)
+	}
+	a.Complete = true
+	if err := c.saveAttachment(a); err != nil {
+		if derr := c.teardownLocked(ctx, a); derr != nil {
+			c.log.Warn().Err(derr).Str("id", a.ID).Msg("undo failed network setup")
+		}
+		return nil, err
+	}
+	if err := c.writeFilesLocked(a); err != nil {
+		if derr := c.teardownLocked(ctx, a); derr != nil {
+			c.log.Warn().Err(derr).Str("id", a.ID).Msg("undo failed network setup")
+		}
+		return nil, err
+	}
+	if a.Network != "" {
+		c.refreshPeersLocked(a.Network, a.ID)
+	}
+	c.log.Debug().Str("id", a.ID).Str("mode", a.Mode.String()).Str("ip", a.IP.String()).Msg("network set up")
+	return a, nil
+}
+
+// checkPortsLocked fails when ports clash with one another, with a port another
+// container published (a DNAT rule, invisible to bind), or with a host socket.
+func (c *Controller) checkPortsLocked(ports []PortMapping) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	atts, err := c.attachments()
+	if err != nil {
+		return err
+	}
+	for i, m := range ports {
+		for _, o := range ports[:i] {
+			if clash(m, o) {
+				return fmt.Errorf("publish %s: host port %d/%s is published twice: %w", m, m.HostPort, m.Protocol, ErrPortInUse)
+			}
+		}
+		for _, a := range atts {
+			for _, o := range a.Ports {
+				if clash(m, o) {
+					return fmt.Errorf("publish %s: host port %d/%s is published by container %s: %w", m, m.HostPort, m.Protocol, a.label(), ErrPortInUse)
+				}
+			}
+		}
+	}
+	return CheckPorts(ports)
+}
+
+var loopbackConf = []byte(`{"cniVersion":"` + CNIVersion + `","name":"cubo-loopback","type":"loopback"}`)
+
+func (c *Controller) attachLocked(ctx context.Context, a *Attachment, n Network) error {
+	if err := newNetns(a.NetNS); err != nil {
+		return err
+	}
+	lo, err := libcni.ConfFromBytes(loopbackConf)
+	if err != nil {
+		return err
+	}
+	rt := &libcni.RuntimeConf{ContainerID: a.ID, NetNS: a.NetNS, IfName: "lo"}
+	if _, err := c.cni.AddNetwork(ctx, lo, rt); err != nil {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	if a.Mode.Kind != ModeBridge {
+		return nil
+	}
+	list, err := libcni.ConfListFromFile(n.Path)
+	if err != nil {
+		return fmt.Errorf("load network %q: %w", n.Name, err)
+	}
+	res, err := c.cni.AddNetworkList(ctx, list, c.runtimeConf(a))
+	if err != nil {
+		return fmt.Errorf("attach to network %q: %w", n.Name, err)
+	}
+	r, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return fmt.Errorf("attach to network %q: read result: %w", n.Name, err)
+	}
+	a.Interface = IfName
+	for _, ifc := range r.Interfaces {
+		switch {
+		case ifc.Name == IfName && ifc.Sandbox != "":
+			a.MAC = ifc.Mac
+		case ifc.Sandbox == "" && ifc.Name != n.Bridge:
+			a.HostVeth = ifc.Name
+		}
+	}
+	for _, ipc := range r.IPs {
+		ip, ok := netip.AddrFromSlice(ipc.Address.IP)
+		if !ok || !ip.Unmap().Is4() {
+			continue
+		}
+		ones, _ := ipc.Address.Mask.Size()
+		a.IP = ip.Unmap()
+		a.Subnet = netip.PrefixFrom(a.IP, ones).Masked()
+		if gw, ok := netip.AddrFromSlice(ipc.Gateway); ok {
+			a.Gateway = gw.Unmap()
+		}
+		break
+	}
+	if !a.IP.IsValid() {
+		return fmt.Errorf("attach to network %q: no IPv4 address in the CNI result", n.Name)
+	}
+	return nil
+}
+
+// runtimeConf is the CNI runtime config of a's bridge attachment. DEL gets the same
+// portMappings as ADD: portmap only removes its rules when it is told the ports.
+func (c *Controller) runtimeConf(a *Attachment) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{ContainerID: a.ID, NetNS: a.NetNS, IfName: IfName}
+	if len(a.Ports) > 0 {
+		pm := make([]map[string]any, 0, len(a.Ports))
+		for _, p := range a.Ports {
+			m := map[string]any{"hostPort": int(p.HostPort), "containerPort": int(p.ContainerPort), "protocol": p.Protocol}
+			if p.HostIP.IsValid() {
+				m["hostIP"] = p.HostIP.String()
+			}
+			pm = append(pm, m)
+		}
+		rt.CapabilityArgs = map[string]any{"portMappings": pm}
+	}
+	return rt
+}
+
+// Teardown undoes Setup for container id: CNI DEL (releasing the address, the veth and
+// the iptables rules even when the namespace is already gone), the namespace bind
+// mount, the record, and the container's line in its peers' hosts files. It is
+// idempotent: tearing down an unknown or already torn down container returns nil.
+func (c *Controller) Teardown(ctx context.Context, id string) error {
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	a, err := c.readAttachment(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		// Nothing recorded, but a crash between CNI ADD and the record is impossible
+		// (the record comes first); still sweep what a foreign crash could leave.
+		return c.sweepLocked(ctx, id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.teardownLocked(ctx, a)
+}
+
+func (c *Controller) teardownLocked(ctx context.Context, a *Attachment) error {
+	var errs []error
+	if a.OwnsNetns {
+		if err := c.delLocked(ctx, a); err != nil {
+			errs = append(errs, err)
+		}
+		if err := removeNetns(a.NetNS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// Keep the record so a later Teardown or Reconcile tries again.
+		return errors.Join(errs...)
+	}
+	if err := os.Remove(c.attachPath(a.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove network record of %s: %w", a.ID, err)
+	}
+	if a.Network != "" {
+		c.refreshPeersLocked(a.Network, "")
+	}
+	c.log.Debug().Str("id", a.ID).Msg("network torn down")
+	return nil
+}
+
+// delLocked runs CNI DEL for a's bridge network and loopback. With the namespace gone
+// (a reboot, someone's umount) DEL still runs, with no namespace: the plugins then
+// release the address and their iptables rules from libcni's cached result.
+func (c *Controller) delLocked(ctx context.Context, a *Attachment) error {
+	ns := a.NetNS
+	if !isNetns(ns) {
+		ns = ""
+	}
+	var errs []error
+	if a.Mode.Kind == ModeBridge && a.Network != "" {
+		rt := c.runtimeConf(a)
+		rt.NetNS = ns
+		list, err := c.delList(a.Network, rt)
+		if err != nil {
+			errs = append(errs, err)
+		} else if err := c.cni.DelNetworkList(ctx, list, rt); err != nil {
+			errs = append(errs, fmt.Errorf("detach from network %q: %w", a.Network, err))
+		}
+		if ns == "" {
+			if err := teardownMasq(list.Name, a.ID, a.IP); err != nil {
+				errs = append(errs, err)
+			}
+			// The kernel destroys a namespace, and the veths in it, asynchronously
+			// after its last reference goes: do not leave the host end to chance.
+			if a.HostVeth != "" {
+				if err := deleteLink(a.HostVeth); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	lo, err := libcni.ConfFromBytes(loopbackConf)
+	if err != nil {
+		return err
+	}
+	if err := c.cni.DelNetwork(ctx, lo, &libcni.RuntimeConf{ContainerID: a.ID, NetNS: ns, IfName: "lo"}); err != nil {
+		errs = append(errs, fmt.Errorf("loopback: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// delList is the network list to DEL with: the one ADD used, from libcni's cache, so
+// that a network edited or removed since still gets the right DEL; else the current.
+func (c *Controller) delList(network string, rt *libcni.RuntimeConf) (*libcni.NetworkConfigList, error) {
+	probe := &libcni.NetworkConfigList{Name: network, CNIVersion: CNIVersion}
+	if b, _, err := c.cni.GetNetworkListCachedConfig(probe, rt); err == nil && len(b) > 0 {
+		if l, err := libcni.ConfListFromBytes(b); err == nil {
+			return l, nil
+		}
+	}
+	l, err := libcni.ConfListFromFile(c.confPath(network))
+	if err != nil {
+		return nil, fmt.Errorf("load network %q: %w", network, err)
+	}
+	return l, nil
+}
+
+// Reconcile undoes the networking of every container not in live: attachments whose
+// container is gone (removed while cubo was killed, or a Setup that crashed), libcni
+// cache entries and address leases without a record, and stray namespace mounts. The
+// manager calls it at startup with the IDs of the containers it has.
+func (c *Controller) Reconcile(ctx context.Context, live []string) error {
+	keep := make(map[string]bool, len(live))
+	for _, id := range live {
+		keep[id] = true
+	}
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var errs []error
+	atts, err := c.attachments()
+	if err != nil {
+		return err
+	}
+	for _, a := range atts {
+		if !keep[a.ID] {
+			c.log.Info().Str("id", a.ID).Msg("reconcile: tear down network of a container that is gone")
+			if err := c.teardownLocked(ctx, a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	ids, err := c.strayIDs()
+	if err != nil {
+		return err
+	}
+	for id := range ids {
+		if !keep[id] {
+			if err := c.sweepLocked(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// strayIDs returns the container IDs named by namespace files, libcni cache entries and
+// address leases.
+func (c *Controller) strayIDs() (map[string]bool, error) {
+	ids := map[string]bool{}
+	ents, err := os.ReadDir(c.netnsDir)
+	if err != nil {
+		return nil, fmt.Errorf("list netns dir: %w", err)
+	}
+	for _, e := range ents {
+		ids[e.Name()] = true
+	}
+	caches, _ := filepath.Glob(filepath.Join(c.root, "cache", "results", "*"))
+	for _, p := range caches {
+		var ci struct {
+			ContainerID string `json:"containerId"`
+		}
+		if b, err := os.ReadFile(p); err == nil && json.Unmarshal(b, &ci) == nil && ci.ContainerID != "" {
+			ids[ci.ContainerID] = true
+		}
+	}
+	leases, _ := filepath.Glob(filepath.Join(c.root, "ipam", "*", "*"))
+	for _, p := range leases {
+		if id := leaseOwner(p); id != "" {
+			ids[id] = true
+		}
+	}
+	return ids, nil
+}
+
+// leaseOwner returns the container ID in a host-local lease file ("ID\r\nIFNAME"), or
+// "" for host-local's lock and last-reserved files.
+func leaseOwner(path string) string {
+	if _, err := netip.ParseAddr(filepath.Base(path)); err != nil {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	id, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(id)
+}
+
+// sweepLocked removes what container id may have left without a record: CNI DEL from
+// libcni's cached attachments, its leases, its namespace mount.
+func (c *Controller) sweepLocked(ctx context.Context, id string) error {
+	var errs []error
+	nsPath := filepath.Join(c.netnsDir, id)
+	ns := nsPath
+	if !isNetns(ns) {
+		ns = ""
+	}
+	cached, _ := c.cni.GetCachedAttachments(id)
+	for _, ca := range cached {
+		rt := &libcni.RuntimeConf{ContainerID: id, NetNS: ns, IfName: ca.IfName, Args: ca.CniArgs, CapabilityArgs: ca.CapabilityArgs}
+		var err error
+		if l, lerr := libcni.ConfListFromBytes(ca.Config); lerr == nil && len(l.Plugins) > 0 {
+			var ip netip.Addr
+			var veths []string
+			if res, rerr := c.cni.GetNetworkListCachedResult(l, rt); rerr == nil && res != nil {
+				if r, cerr := types100.NewResultFromResult(res); cerr == nil {
+					for _, ipc := range r.IPs {
+						if a, ok := netip.AddrFromSlice(ipc.Address.IP); ok && a.Unmap().Is4() {
+							ip = a.Unmap()
+						}
+					}
+					for _, ifc := range r.Interfaces {
+						if ifc.Sandbox == "" && strings.HasPrefix(ifc.Name, "veth") {
+							veths = append(veths, ifc.Name)
+						}
+					}
+				}
+			}
+			if err = c.cni.DelNetworkList(ctx, l, rt); err == nil && ns == "" {
+				err = teardownMasq(l.Name, id, ip)
+				for _, v := range veths {
+					err = errors.Join(err, deleteLink(v))
+				}
+			}
+		} else if p, perr := libcni.ConfFromBytes(ca.Config); perr == nil {
+			err = c.cni.DelNetwork(ctx, p, rt)
+		} else {
+			err = fmt.Errorf("parse cached config: %w", lerr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sweep network %q of %s: %w", ca.Network, id, err))
+		}
+	}
+	leases, _ := filepath.Glob(filepath.Join(c.root, "ipam", "*", "*"))
+	for _, p := range leases {
+		if leaseOwner(p) == id {
+			if err := os.Remove(p); err != nil {
+				errs = append(errs, fmt.Errorf("release lease %s: %w", p, err))
+			}
+		}
+	}
+	if err := removeNetns(nsPath); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) attachPath(id string) string {
+	return filepath.Join(c.root, "attach", id+".json")
+}
+
+// Attachment returns container id's record; errdefs.ErrNotFound when it has none.
+func (c *Controller) Attachment(id string) (*Attachment, error) {
+	return c.readAttachment(id)
+}
+
+func (c *Controller) readAttachment(id string) (*Attachment, error) {
+	if id == "" || !idRE.MatchString(id) {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	b, err := os.ReadFile(c.attachPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("network of container %s: %w", id, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read network record of %s: %w", id, err)
+	}
+	var a Attachment
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("parse network record of %s: %w", id, err)
+	}
+	return &a, nil
+}
+
+func (c *Controller) saveAttachment(a *Attachment) error {
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode network record of %s: %w", a.ID, err)
+	}
+	return writeFileAtomic(c.attachPath(a.ID), b)
+}
+
+// Attachments returns every container's record, sorted by ID.
+func (c *Controller) Attachments() ([]*Attachment, error) {
+	return c.attachments()
+}
+
+func (c *Controller) attachments() ([]*Attachment, error) {
+	paths, err := filepath.Glob(filepath.Join(c.root, "attach", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(paths)
+	var out []*Attachment
+	for _, p := range paths {
+		a, err := c.readAttachment(strings.TrimSuffix(filepath.Base(p), ".json"))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// hostEntries returns a's /etc/hosts entries: itself first, then the other containers
+// on its network. A container sharing another's namespace answers to that one's IP.
+func (c *Controller) hostEntries(a *Attachment, atts []*Attachment) []HostEntry {
+	if !a.IP.IsValid() {
+		names := names(a.Hostname, a.Name)
+		if len(names) == 0 || a.Mode.Kind == ModeHost {
+			return nil
+		}
+		// No address of its own to name: the hostname resolves to loopback, as
+		// docker does with --network none.
+		return []HostEntry{{IP: netip.MustParseAddr("127.0.1.1"), Names: names}}
+	}
+	out := []HostEntry{{IP: a.IP, Names: names(a.Hostname, a.Name)}}
+	for _, p := range atts {
+		if p.ID == a.ID || p.Network != a.Network || !p.IP.IsValid() || !p.Complete {
+			continue
+		}
+		if n := names(p.Name, p.Hostname); len(n) > 0 {
+			out = append(out, HostEntry{IP: p.IP, Names: n})
+		}
+	}
+	return out
+}
+
+func names(ns ...string) []string {
+	var out []string
+	for _, n := range ns {
+		if n != "" && !strings.ContainsAny(n, " \t\r\n#") && !contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// writeFilesLocked writes a's hostname, hosts and resolv.conf into a.FilesDir. With the
+// host network the container sees the host's own hosts and resolv.conf, as docker does.
+func (c *Controller) writeFilesLocked(a *Attachment) error {
+	if a.FilesDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(a.FilesDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", a.FilesDir, err)
+	}
+	if a.Mode.Kind == ModeHost {
+		hostname := a.Hostname
+		if hostname == "" {
+			hostname, _ = os.Hostname()
+		}
+		hosts, err := os.ReadFile("/etc/hosts")
+		if err != nil {
+			hosts = Hosts(nil)
+		}
+		resolv, _ := os.ReadFile(c.resolvPath)
+		for name, data := range map[string][]byte{HostnameFile: []byte(hostname + "\n"), HostsFile: hosts, ResolvFile: resolv} {
+			if err := writeInPlace(filepath.Join(a.FilesDir, name), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	atts, err := c.attachments()
+	if err != nil {
+		return err
+	}
+	return WriteFiles(a.FilesDir, a.Hostname, c.hostEntries(a, atts), c.resolvPath)
+}
+
+// refreshPeersLocked rewrites the hosts file of every container on network (except
+// skip, written already), so that they resolve one another by name. A failure is
+// logged, not returned: one container's hosts file cannot fail another's start.
+func (c *Controller) refreshPeersLocked(network, skip string) {
+	atts, err := c.attachments()
+	if err != nil {
+		c.log.Warn().Err(err).Msg("refresh hosts files")
+		return
+	}
+	for _, p := range atts {
+		if p.ID == skip || p.Network != network || p.FilesDir == "" || !p.Complete {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(p.FilesDir, HostsFile)); err != nil {
+			continue
+		}
+		if err := writeInPlace(filepath.Join(p.FilesDir, HostsFile), Hosts(c.hostEntries(p, atts))); err != nil {
+			c.log.Warn().Err(err).Str("id", p.ID).Msg("refresh hosts file")
+		}
+	}
+}
+
+// writeFileAtomic writes path by temp file, fsync and rename.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
