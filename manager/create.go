@@ -221,8 +221,10 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A taken name is refused before anything is made; the O_EXCL reservation below
+	// settles races between concurrent runs. (Get would also match ID prefixes.)
 	if o.Name != "" {
-		if _, err := m.Get(ctx, o.Name); err == nil {
+		if b, err := os.ReadFile(m.nameFile(o.Name)); err == nil && m.exists(strings.TrimSpace(string(b))) {
 			return nil, fmt.Errorf("name %q is already in use: %w", o.Name, errdefs.ErrAlreadyExists)
 		}
 	}

@@ -346,3 +346,37 @@ func (e *env) runRuntime(args ...string) (string, string, int) {
 	}
 	return out.String(), errb.String(), code
 }
+
+// A detached container survives the terminal it was started from hanging up: the
+// monitor leads its own session, so the session's SIGHUP never reaches it.
+func TestSurvivesTerminalHangup(t *testing.T) {
+	e := newEnv(t, "cubo-runc")
+	pty, slave, err := console.NewPty()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	sf, err := os.OpenFile(slave, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := t.TempDir()
+	cmd := e.cmd("run", "--name", "bg", "-v", vol+":/x", "busybox", "sh", "-c",
+		"echo ready; while [ ! -e /x/go ]; do sleep 0.02; done; echo survived")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = sf, sf, sf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	sf.Close()
+	pty.Close() // the terminal goes away: hangup for its session
+	e.waitLog("bg", "ready")
+	if err := os.WriteFile(filepath.Join(vol, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.waitExit("bg"); c.ExitCode != 0 {
+		t.Fatalf("%+v", c)
+	}
+	if out := e.ok("logs", "bg"); out != "ready\nsurvived\n" {
+		t.Fatalf("logs %q", out)
+	}
+}

@@ -45,3 +45,19 @@ func TestRmbInUse(t *testing.T) {
 	e.ok("rm", "user")
 	e.ok("rmb", "busybox")
 }
+
+// Names win over ID prefixes: a name that happens to be a prefix of another container's
+// ID is free to take and resolves to its own container.
+func TestNameThatLooksLikeAPrefix(t *testing.T) {
+	e := newEnv(t, "cubo-runc")
+	id := strings.TrimSpace(e.ok("run", "busybox", "true"))
+	e.waitExit(id)
+	other := strings.TrimSpace(e.ok("run", "--name", id[:3], "busybox", "true"))
+	e.waitExit(other)
+	if c := e.inspect(id[:3]); c.ID != other {
+		t.Fatalf("name %s resolved to %s, want %s", id[:3], c.ID, other)
+	}
+	if c := e.inspect(id[:4]); c.ID != id {
+		t.Fatalf("prefix %s resolved to %s, want %s", id[:4], c.ID, id)
+	}
+}
