@@ -285,6 +285,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	}
 	c.dir = final
 	ok = true
+	m.log.Debug().Str("id", id).Str("name", c.Name).Str("image", c.Image).Str("runtime", rt).Msg("container created")
 	return &Created{Container: c, lock: lock, m: m}, nil
 }
 

@@ -163,6 +163,7 @@ type tailBuffer struct {
 	max int
 }
 
+// Write keeps p, dropping the oldest bytes beyond max.
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

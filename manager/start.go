@@ -79,6 +79,7 @@ func (c *Created) Start(ctx context.Context, attach *Attach) error {
 		return fmt.Errorf("start monitor: %w", err)
 	}
 	wr.Close()
+	c.m.log.Debug().Str("id", c.ID).Int("monitor", cmd.Process.Pid).Msg("monitor started")
 	if attach == nil {
 		// The monitor outlives us; nobody here will wait for it.
 		defer func() { _ = cmd.Process.Release() }()

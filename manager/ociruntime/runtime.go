@@ -38,6 +38,7 @@ type ExitError struct {
 	Status int
 }
 
+// Error returns "exit status N".
 func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Status) }
 
 // IO is the stdio a container process gets. Nil fields are /dev/null.
