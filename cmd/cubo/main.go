@@ -37,6 +37,7 @@ type cli struct {
 	Logs      logsCmd      `cmd:"" help:"Print a container's output." group:"Containers"`
 	Exec      execCmd      `cmd:"" help:"Run a command in a running container." group:"Containers"`
 	Inspect   inspectCmd   `cmd:"" help:"Show containers' records and configs as JSON." group:"Containers"`
+	Network   networkCmd   `cmd:"" help:"Manage bridge networks." group:"Containers"`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
