@@ -312,6 +312,19 @@ func TestPublishLocalhostAndHostIP(t *testing.T) {
 			t.Errorf("GET %s: %q, %v", url, body, err)
 		}
 	}
+	// The same through curl and busybox wget, as a person would check it (no -T: busybox
+	// 1.35's wget crashes with it).
+	for _, cmd := range [][]string{
+		{"curl", "-sS", "--max-time", "10", "http://127.0.0.1:18080/"},
+		{"busybox", "wget", "-q", "-O", "-", fmt.Sprintf("http://%s:18080/", hostIP(t))},
+	} {
+		if _, err := exec.LookPath(cmd[0]); err != nil {
+			continue
+		}
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil || string(out) != "hello from web\n" {
+			t.Errorf("%s: %q, %v", strings.Join(cmd, " "), out, err)
+		}
+	}
 	// 18081 is published on 127.0.0.1 only.
 	if _, err := get(fmt.Sprintf("http://%s:18081/", hostIP(t))); err == nil {
 		t.Errorf("port published on 127.0.0.1 answers on the host IP")
