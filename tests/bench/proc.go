@@ -129,6 +129,30 @@ func measureReap(argv []string, env []string, all bool) (sample, error) {
 	return s, nil
 }
 
+// measureTree is measure that also waits, after argv exits, for every
+// process reparented to the harness (a manager's monitor, podman's conmon)
+// to exit: wall and CPU then cover the whole tree, including a removal
+// done in the background. The harness must have no other children.
+func measureTree(argv []string, env []string) (sample, error) {
+	s, err := measureReap(argv, env, true)
+	t0 := time.Now().Add(-s.wall)
+	for {
+		var ru unix.Rusage
+		var ws unix.WaitStatus
+		got, werr := unix.Wait4(-1, &ws, 0, &ru)
+		if errors.Is(werr, unix.EINTR) {
+			continue
+		}
+		if werr != nil || got <= 0 {
+			break
+		}
+		s.add(&ru)
+		noteReaped(got)
+	}
+	s.wall = time.Since(t0)
+	return s, err
+}
+
 // waitPid waits for one specific process (a container init reparented to
 // the harness after create) and returns its own rusage.
 func waitPid(pid int) (sample, unix.WaitStatus, error) {
