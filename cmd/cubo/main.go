@@ -28,6 +28,7 @@ type cli struct {
 	Import    importCmd    `cmd:"" help:"Create an image from a rootfs tarball." group:"Images"`
 	Save      saveCmd      `cmd:"" help:"Save images to an OCI archive." group:"Images"`
 	Load      loadCmd      `cmd:"" help:"Load images from an OCI or docker archive." group:"Images"`
+	Build     buildCmd     `cmd:"" help:"Build an image from a Cubofile or Cubofile.toml." group:"Images"`
 	Login     loginCmd     `cmd:"" help:"Log in to a registry." group:"Registries"`
 	Logout    logoutCmd    `cmd:"" help:"Log out from a registry." group:"Registries"`
 	Run       runCmd       `cmd:"" help:"Run a container from a blueprint." group:"Containers"`
