@@ -50,6 +50,22 @@ type mon struct {
 	attach bool
 	logMu  sync.Mutex
 	logF   *os.File
+
+	// gate holds the output back until start succeeded: before that only the runtime
+	// writes to the container's stdio (its error text, already read from its log), and
+	// that must not reach the log or the user's terminal a second time.
+	gate     chan struct{}
+	gateOnce sync.Once
+	discard  bool
+}
+
+// openGate releases the held output, or discards it (and all later output) when the
+// container failed to start.
+func (mo *mon) openGate(discard bool) {
+	mo.gateOnce.Do(func() {
+		mo.discard = discard
+		close(mo.gate)
+	})
 }
 
 func (mo *mon) send(mm monitorMsg) {
@@ -78,7 +94,7 @@ func monitor(dir string, lock, syncPipe *os.File) int {
 	if err != nil {
 		return 1
 	}
-	mo := &mon{c: c, rt: c.runtime(), sync: syncPipe, attach: c.Interactive}
+	mo := &mon{c: c, rt: c.runtime(), sync: syncPipe, attach: c.Interactive, gate: make(chan struct{})}
 	mo.log = zerolog.Nop()
 	if lvl, err := zerolog.ParseLevel(os.Getenv("_CUBO_MONITOR_LOG")); err == nil && lvl <= zerolog.InfoLevel {
 		if f, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600); err == nil {
@@ -105,6 +121,7 @@ func monitor(dir string, lock, syncPipe *os.File) int {
 
 // fail records a start failure, tells cubo run, and cleans up the runtime's leftovers.
 func (mo *mon) fail(err error) {
+	mo.openGate(true)
 	mo.log.Error().Err(err).Msg("start failed")
 	c := mo.c
 	c.Status = StatusStopped
@@ -196,6 +213,7 @@ func (mo *mon) run() int {
 			f.Close()
 		}
 		if err != nil {
+			mo.openGate(true)
 			copiers.Wait()
 			mo.fail(err)
 			return -1
@@ -242,6 +260,7 @@ func (mo *mon) run() int {
 		mo.fail(err)
 		return -1
 	}
+	mo.openGate(false)
 	mo.send(monitorMsg{Started: true, Pid: pid})
 
 	code := waitPid(pid)
@@ -315,6 +334,9 @@ func (mo *mon) copyLog(r io.ReadCloser, stream string, tee io.Writer) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
+			<-mo.gate
+		}
+		if len(line) > 0 && !mo.discard {
 			if tee != nil {
 				if _, werr := tee.Write(line); werr != nil {
 					tee = nil

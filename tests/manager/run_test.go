@@ -175,7 +175,12 @@ func TestCrunSmoke(t *testing.T) {
 		t.Skip("crun not installed")
 	}
 	e := newEnv(t, crun)
-	if out, errs, code := e.run("run", "-i", "--rm", "-e", "X=crun", "busybox", "sh", "-c", "echo $X"); code != 0 || out != "crun\n" {
+	out, errs, code := e.run("run", "-i", "--rm", "-e", "X=crun", "busybox", "sh", "-c", "echo $X")
+	if strings.Contains(errs, "hybrid mode not supported") {
+		// crun 1.8 refuses hosts with a controller on cgroup2 beside v1 (hugetlb here).
+		t.Skipf("crun cannot run on this host: %s", strings.TrimSpace(errs))
+	}
+	if code != 0 || out != "crun\n" {
 		t.Fatalf("run -i with crun: exit %d %q %q", code, out, errs)
 	}
 	e.ok("run", "--name", "c1", "busybox", "sh", "-c", "echo one; echo two")
