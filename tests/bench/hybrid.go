@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,7 +15,18 @@ import (
 // On a hybrid host (cgroup v1 plus a cgroup2 mount at /sys/fs/cgroup/unified
 // that holds a controller, here hugetlb), crun 1.8.1 refuses to run at all:
 // "cgroups in hybrid mode not supported, drop all controllers from cgroupv2".
-// While the benchmark runs, cgroupHelper binds those controllers to a v1
+// Two ways around it, both putting all three runtimes in the same state:
+//
+//   - -hybrid=private (the default): the harness re-executes itself in a
+//     private mount namespace (slave propagation) and detaches the cgroup2
+//     mount there, so every runtime it starts sees a pure v1 host. Nothing
+//     changes outside the harness; hugetlb is simply not managed.
+//   - -hybrid=rebind: cgroupHelper binds those controllers to a v1
+//     hierarchy mounted in a private namespace, as below. It changes a global
+//     binding for the duration and fails while any cgroup2 child (another
+//     user's container) holds the controller.
+//
+// cgroupHelper binds those controllers to a v1
 // hierarchy mounted only in a private mount namespace (the binding is
 // global, the mount is invisible to the host), so cgroup2 holds none and all
 // three runtimes run in the same state. Killing the helper unmounts it and
@@ -155,4 +167,37 @@ func (h *cgroupHelper) restore() {
 		}
 	}
 	h.enabled = nil
+}
+
+const nsEnv = "_CUBO_BENCH_PRIVATE_NS"
+
+// hybridControllers returns the controllers cgroup2 holds on a hybrid host.
+func hybridControllers() []string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(unified, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return nil
+	}
+	return readWords(filepath.Join(unified, "cgroup.controllers"))
+}
+
+// enterPrivateNS re-executes the harness under `unshare -m --propagation
+// slave` and, once inside, detaches the cgroup2 mount. It returns true
+// inside the namespace after the unmount.
+func enterPrivateNS() (bool, error) {
+	if os.Getenv(nsEnv) == "1" {
+		if err := unix.Unmount(unified, unix.MNT_DETACH); err != nil {
+			return false, fmt.Errorf("detach %s in the private mount namespace: %w", unified, err)
+		}
+		return true, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false, err
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		return false, fmt.Errorf("unshare (util-linux) not found: %w", err)
+	}
+	argv := append([]string{"unshare", "-m", "--propagation", "slave", "--", self}, os.Args[1:]...)
+	return false, syscall.Exec(unshare, argv, append(os.Environ(), nsEnv+"=1"))
 }

@@ -58,6 +58,7 @@ type bench struct {
 	work                   string
 	bundleNet, bundleNoNet string
 	helper                 *cgroupHelper
+	hiddenV2               bool
 	cleanupOnce            sync.Once
 	out                    strings.Builder
 
@@ -78,6 +79,8 @@ func main() {
 		install    = flag.Bool("install", true, "apt-get install missing Debian packages (runc, crun; podman, skopeo, docker-registry for the manager half)")
 		noManager  = flag.Bool("no-manager", false, "skip the manager half")
 		outFile    = flag.String("o", "", "also write the markdown report to this file")
+		hybrid     = flag.String("hybrid", "private", "on a hybrid cgroup host, how to let crun 1.8.1 run: private (hide cgroup2 in a private mount namespace) or rebind (move its controllers to a private v1 hierarchy)")
+		diag       = flag.Int("diag", 0, "instead of the benchmark, print strace -f -c syscall counts and perf stat over N runs of `run /bin/true` per runtime")
 		variants   variantFlags
 	)
 	flag.Var(&variants, "variant", "extra runtime to compare with cubo-runc, NAME=PATH[,ENV=VALUE...] (repeatable), e.g. gmp1=bin/cubo-runc,GOMAXPROCS=1")
@@ -85,10 +88,24 @@ func main() {
 	if os.Geteuid() != 0 {
 		fatal(errors.New("run as root: the runtimes need it"))
 	}
+	hiddenV2 := false
+	if ctrls := hybridControllers(); len(ctrls) > 0 || os.Getenv(nsEnv) == "1" {
+		switch *hybrid {
+		case "private":
+			ok, err := enterPrivateNS() // re-executes the harness; returns inside
+			if err != nil {
+				fatal(err)
+			}
+			hiddenV2 = ok
+		case "rebind":
+		default:
+			fatal(fmt.Errorf("bad -hybrid %q: private or rebind", *hybrid))
+		}
+	}
 	if *install {
 		installDebs(map[string]string{*runcPath: "runc", *crunPath: "crun"})
 	}
-	b := &bench{n: *n, batches: *batches, containers: *containers, figs: map[string]map[string]series{}}
+	b := &bench{n: *n, batches: *batches, containers: *containers, figs: map[string]map[string]series{}, hiddenV2: hiddenV2}
 	for _, p := range strings.Split(*par, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(p))
 		if err != nil || v < 1 {
@@ -145,6 +162,15 @@ func main() {
 		b.cleanup()
 		fatal(err)
 	}
+	if *diag > 0 {
+		if err := b.diagnose(*diag); err != nil {
+			b.cleanup()
+			fatal(err)
+		}
+		b.cleanup()
+		fmt.Print(b.out.String())
+		return
+	}
 	if err := b.runtimeHalf(); err != nil {
 		b.cleanup()
 		fatal(err)
@@ -195,8 +221,12 @@ func (b *bench) setup(runc string) error {
 	b.printf("Bundle: rootfs from %s, config.json from `%s spec` with ociVersion 1.0.2, "+
 		"args [/bin/true], terminal false, read-only root; \"net\" keeps the network namespace, "+
 		"\"no net\" drops it. State dirs: a private `--root` per runtime.\n\n", src, filepath.Base(runc))
+	if b.hiddenV2 {
+		b.printf("Hybrid cgroups: the harness ran in a private mount namespace with the cgroup2 mount at %s "+
+			"detached, so all three runtimes saw a pure cgroup v1 host (crun 1.8.1 refuses hybrid mode).\n\n", unified)
+	}
 	for _, r := range b.rts {
-		if r.name == "crun" {
+		if r.name == "crun" && !b.hiddenV2 {
 			h, err := startCgroupHelper(b.work)
 			if err != nil {
 				return err
@@ -499,7 +529,9 @@ func (b *bench) header(cuboRunc, cubo string) {
 	unix.Uname(&un)
 	cg := "cgroup v1"
 	var st unix.Statfs_t
-	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+	if b.hiddenV2 {
+		cg = "hybrid: cgroup v1 + cgroup2 at " + unified + " (hidden from the runtimes, see below)"
+	} else if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 		cg = "cgroup v2"
 	} else if unix.Statfs(unified, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 		cg = fmt.Sprintf("hybrid: cgroup v1 + cgroup2 at %s holding [%s]", unified,
