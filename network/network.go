@@ -281,7 +281,7 @@ func (c *Controller) Setup(ctx context.Context, o SetupOptions) (*Attachment, er
 		if err := c.checkPortsLocked(o.Ports); err != nil {
 			return nil, err
 		}
-		a.NetNS = filepath.Join(c.netnsDir, o.ID)
+		a.NetNS = c.NetnsPath(o.ID)
 		a.OwnsNetns = true
 		// The record goes down first so that a crash from here on leaves something for
 		// Reconcile to undo.
@@ -610,7 +610,7 @@ func leaseOwner(path string) string {
 // libcni's cached attachments, its leases, its namespace mount.
 func (c *Controller) sweepLocked(ctx context.Context, id string) error {
 	var errs []error
-	nsPath := filepath.Join(c.netnsDir, id)
+	nsPath := c.NetnsPath(id)
 	ns := nsPath
 	if !isNetns(ns) {
 		ns = ""
@@ -663,6 +663,13 @@ func (c *Controller) sweepLocked(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// NetnsPath is where Setup puts container id's namespace in bridge and none mode. It
+// does not change between Setups of the same ID, so the manager can write it into
+// config.json when it creates the bundle and run Setup only when the container starts.
+func (c *Controller) NetnsPath(id string) string {
+	return filepath.Join(c.netnsDir, id)
 }
 
 func (c *Controller) attachPath(id string) string {
@@ -827,7 +834,7 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err == nil {
+	if _, err = f.Write(data); err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
