@@ -70,13 +70,20 @@ func must(t *testing.T, env []string, name string, args ...string) string {
 	return r.stdout
 }
 
-// waitFor polls cond until it returns nil or the deadline passes.
+// stopWaiting wraps an error that no amount of waiting will fix.
+type stopWaiting struct{ error }
+
+// waitFor polls cond until it returns nil or the deadline passes, or cond
+// returns a stopWaiting error.
 func waitFor(what string, deadline time.Duration, cond func() error) error {
 	end := time.Now().Add(deadline)
 	var err error
 	for {
 		if err = cond(); err == nil {
 			return nil
+		}
+		if sw, ok := err.(stopWaiting); ok {
+			return fmt.Errorf("%s: %w", what, sw.error)
 		}
 		if time.Now().After(end) {
 			return fmt.Errorf("%s: still not true after %v: %w", what, deadline, err)
@@ -138,7 +145,7 @@ func (d *daemon) logTail() string {
 func (d *daemon) waitReady(probe func() error) error {
 	return waitFor(d.name+" ready", daemonTimeout, func() error {
 		if d.exited() {
-			return fmt.Errorf("%s exited (%v); log:\n%s", d.name, d.err, d.logTail())
+			return stopWaiting{fmt.Errorf("%s exited (%v); log:\n%s", d.name, d.err, d.logTail())}
 		}
 		return probe()
 	})
@@ -335,22 +342,76 @@ func added(before, after []string) []string {
 	return out
 }
 
-// leaks compares two snapshots; linkFilter selects which new links are
-// ours (other work on the machine may create links concurrently).
-func leaks(before, after snapshot, linkFilter func(string) bool) []string {
+// scope names what belongs to one engine run, so that concurrent work on
+// the machine (other tests creating links or iptables rules) is not blamed
+// on it, nor touched by its cleanup.
+type scope struct {
+	markers []string // bridge names, subnets, chain prefixes, CNI network names
+}
+
+func (sc scope) owns(s string) bool {
+	for _, m := range sc.markers {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func (sc scope) ownsLink(name string) bool {
+	return strings.HasPrefix(name, "veth") || sc.owns(name)
+}
+
+// iptChanges returns the added and removed iptables lines of this scope:
+// rules naming a marker, chains named by a marker or holding/targeted by
+// such a rule, and built-in chains whose policy changed.
+func (sc scope) iptChanges(before, after []string) (plus, minus []string) {
+	filter := func(lines []string) []string {
+		chains := map[string]bool{}
+		for _, l := range lines {
+			if sc.owns(l) {
+				f := strings.Fields(l)
+				for i, w := range f {
+					if (w == "-A" || w == "-j" || w == "-g") && i+1 < len(f) {
+						chains[f[i+1]] = true
+					}
+				}
+			}
+		}
+		var out []string
+		for _, l := range lines {
+			f := strings.Fields(l)
+			switch {
+			case len(f) == 3 && strings.HasPrefix(f[1], ":"):
+				name := strings.TrimPrefix(f[1], ":")
+				if f[2] != "-" || sc.owns(name) || chains[name] {
+					out = append(out, l)
+				}
+			case sc.owns(l):
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	return filter(added(before, after)), filter(added(after, before))
+}
+
+// leaks compares two snapshots within a scope.
+func leaks(before, after snapshot, sc scope) []string {
 	var out []string
 	for _, m := range added(before.mounts, after.mounts) {
 		out = append(out, "mount "+m)
 	}
 	for _, l := range added(before.links, after.links) {
-		if linkFilter(l) {
+		if sc.ownsLink(l) {
 			out = append(out, "link "+l)
 		}
 	}
-	for _, r := range added(before.ipt, after.ipt) {
+	plus, minus := sc.iptChanges(before.ipt, after.ipt)
+	for _, r := range plus {
 		out = append(out, "iptables +"+r)
 	}
-	for _, r := range added(after.ipt, before.ipt) {
+	for _, r := range minus {
 		out = append(out, "iptables -"+r)
 	}
 	for _, n := range added(before.netns, after.netns) {
@@ -369,12 +430,12 @@ func leaks(before, after snapshot, linkFilter func(string) bool) []string {
 }
 
 // leakCheck is the closing check of every engine: it runs after teardown.
-func leakCheck(t *testing.T, name string, before snapshot, tmp, cgParent string, linkFilter func(string) bool) {
+func leakCheck(t *testing.T, name string, before snapshot, tmp, cgParent string, sc scope) {
 	check(t, name, func(t *testing.T) {
 		var l []string
 		// Veths and netns vanish asynchronously after their namespace dies.
 		err := waitFor("host state restored", 30*time.Second, func() error {
-			l = leaks(before, takeSnapshot(tmp, cgParent), linkFilter)
+			l = leaks(before, takeSnapshot(tmp, cgParent), sc)
 			if len(l) > 0 {
 				return fmt.Errorf("%d leaks", len(l))
 			}

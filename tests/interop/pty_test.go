@@ -95,7 +95,7 @@ func (p *ptySession) expect(s string) error {
 			if strings.Contains(p.output(), s) {
 				return nil
 			}
-			return fmt.Errorf("command exited (%v); output %q", p.err, p.output())
+			return stopWaiting{fmt.Errorf("command exited (%v); output %q", p.err, p.output())}
 		default:
 		}
 		return fmt.Errorf("output so far %q", p.output())
