@@ -191,10 +191,10 @@ func (b *builder) copyFromStage(ctx context.Context, c *copier, from *stageState
 	return nil
 }
 
-// resolveOwner resolves --chown USER[:GROUP]; without a group, the group is the user's
-// primary group (numeric users: the same number, as Docker does).
+// resolveOwner resolves --chown USER[:GROUP] through the rootfs's passwd and group
+// files; a lone numeric user gets the same number as group, as Docker does.
 func resolveOwner(rootfs, chown string) (uint32, uint32, error) {
-	u, g, hasGroup := strings.Cut(chown, ":")
+	u, _, hasGroup := strings.Cut(chown, ":")
 	if n, err := strconv.ParseUint(u, 10, 32); err == nil && !hasGroup {
 		return uint32(n), uint32(n), nil
 	}
@@ -202,9 +202,5 @@ func resolveOwner(rootfs, chown string) (uint32, uint32, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("--chown=%s: %w", chown, err)
 	}
-	if !hasGroup {
-		return uid, gid, nil
-	}
-	_ = g
 	return uid, gid, nil
 }
