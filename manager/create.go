@@ -224,8 +224,15 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	// A taken name is refused before anything is made; the O_EXCL reservation below
 	// settles races between concurrent runs. (Get would also match ID prefixes.)
 	if o.Name != "" {
-		if b, err := os.ReadFile(m.nameFile(o.Name)); err == nil && m.exists(strings.TrimSpace(string(b))) {
-			return nil, fmt.Errorf("name %q is already in use: %w", o.Name, errdefs.ErrAlreadyExists)
+		if b, err := os.ReadFile(m.nameFile(o.Name)); err == nil {
+			owner := strings.TrimSpace(string(b))
+			if idRe.MatchString(owner) {
+				// Reconciling the owner first frees the name of an abandoned --rm container.
+				_, _ = m.load(ctx, owner)
+			}
+			if m.exists(owner) {
+				return nil, fmt.Errorf("name %q is already in use: %w", o.Name, errdefs.ErrAlreadyExists)
+			}
 		}
 	}
 

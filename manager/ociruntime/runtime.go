@@ -101,9 +101,15 @@ func (r *Runtime) globalArgs() []string {
 
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, r.Command, append(r.globalArgs(), args...)...)
-	// The runtime must never see the manager's own _CUBO_* internals, and a runtime
-	// reading XDG_RUNTIME_DIR would pick another default root; --root is always passed.
-	cmd.Env = os.Environ()
+	// The runtime must never see the manager's own _CUBO_* internals: cubo-runc uses
+	// that prefix for its init protocol.
+	env := os.Environ()
+	cmd.Env = env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "_CUBO_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	return cmd
 }
 

@@ -380,3 +380,21 @@ func TestSurvivesTerminalHangup(t *testing.T) {
 		t.Fatalf("logs %q", out)
 	}
 }
+
+// An --rm container whose monitor died is still removed once it stops, and its name is
+// free again.
+func TestAutoRemoveWithoutMonitor(t *testing.T) {
+	e := newEnv(t, "cubo-runc")
+	id := strings.TrimSpace(e.ok("run", "--rm", "--name", "rr", "busybox", "sleep", "1000"))
+	c := e.inspect("rr")
+	if err := syscall.Kill(c.Monitor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitUnlocked(t, filepath.Join(e.root, "containers", id, "lock"))
+	e.ok("stop", "--force", "rr")
+	if cs := e.ps(); len(cs) != 0 {
+		t.Fatalf("--rm container left: %+v", cs)
+	}
+	e.assertClean([]string{id})
+	e.ok("run", "-i", "--rm", "--name", "rr", "busybox", "true")
+}
