@@ -346,7 +346,40 @@ func added(before, after []string) []string {
 // the machine (other tests creating links or iptables rules) is not blamed
 // on it, nor touched by its cleanup.
 type scope struct {
-	markers []string // bridge names, subnets, chain prefixes, CNI network names
+	markers []string // bridge names, subnets, CNI network names
+	// shared chains (CNI portmap's CNI-HOSTPORT-*): their declarations,
+	// the jumps to them from built-in chains and their static rules are
+	// ours when they appear, but per-container rules in them are not.
+	sharedChains []string
+}
+
+var builtinChains = []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+// ownsRule tells whether an iptables-save line ("*table -A ...") is ours.
+func (sc scope) ownsRule(l string) bool {
+	if sc.owns(l) {
+		return true
+	}
+	for _, p := range sc.sharedChains {
+		if strings.Contains(l, " -A "+p) && !strings.Contains(l, "-j CNI-DN-") {
+			return true
+		}
+		for _, b := range builtinChains {
+			if strings.Contains(l, " -A "+b+" ") && strings.Contains(l, "-j "+p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (sc scope) ownsChain(name string) bool {
+	for _, p := range sc.sharedChains {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return sc.owns(name)
 }
 
 func (sc scope) owns(s string) bool {
@@ -369,7 +402,7 @@ func (sc scope) iptChanges(before, after []string) (plus, minus []string) {
 	filter := func(lines []string) []string {
 		chains := map[string]bool{}
 		for _, l := range lines {
-			if sc.owns(l) {
+			if sc.ownsRule(l) {
 				f := strings.Fields(l)
 				for i, w := range f {
 					if (w == "-A" || w == "-j" || w == "-g") && i+1 < len(f) {
@@ -384,10 +417,10 @@ func (sc scope) iptChanges(before, after []string) (plus, minus []string) {
 			switch {
 			case len(f) == 3 && strings.HasPrefix(f[1], ":"):
 				name := strings.TrimPrefix(f[1], ":")
-				if f[2] != "-" || sc.owns(name) || chains[name] {
+				if f[2] != "-" || sc.ownsChain(name) || chains[name] {
 					out = append(out, l)
 				}
-			case sc.owns(l):
+			case sc.ownsRule(l):
 				out = append(out, l)
 			}
 		}

@@ -18,7 +18,10 @@ const (
 	podmanSubnet = "10.213.77.0/24"
 )
 
-var podmanScope = scope{markers: []string{podmanBridge, "10.213.77.", `name: \"podman\"`, "CNI-HOSTPORT"}}
+var podmanScope = scope{
+	markers:      []string{podmanBridge, "10.213.77.", `name: \"podman\"`},
+	sharedChains: []string{"CNI-HOSTPORT"},
+}
 
 // podmanConfig writes containers.conf, storage.conf and a CNI network
 // under dir and returns the environment that points podman at them.
