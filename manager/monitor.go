@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,9 @@ func MonitorMain() {
 	if len(os.Args) < 3 {
 		os.Exit(2)
 	}
+	// The monitor only waits and copies; one P is enough and costs less to start and
+	// to keep per container.
+	goruntime.GOMAXPROCS(1)
 	lock := os.NewFile(monitorLockFd, "lock")
 	sync := os.NewFile(monitorSyncFd, "sync")
 	unix.CloseOnExec(monitorLockFd)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,17 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// Containers' cgroups live under /cubo in each hierarchy; the runtimes remove the
+	// leaves, and the parents go too when these tests made them (rmdir only succeeds
+	// on an empty cgroup, so a concurrent user's is never touched).
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
 	code := m.Run()
+	after, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
+	for _, p := range after {
+		if !slices.Contains(parents, p) {
+			_ = os.Remove(p)
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
