@@ -70,6 +70,8 @@ func (c *Created) Start(ctx context.Context, attach *Attach) error {
 	// The monitor leads its own session, so closing the user's terminal (SIGHUP to the
 	// foreground session) never reaches it or the container.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// A long-lived monitor must not pin the caller's working directory (and its mount).
+	cmd.Dir = "/"
 	cmd.ExtraFiles = []*os.File{c.lock.f, wr}
 	if attach != nil {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = attach.Stdin, attach.Stdout, attach.Stderr
