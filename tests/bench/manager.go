@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -322,7 +323,18 @@ func (b *bench) runBench(m *managerEnv, cubo, cuboRunc string) error {
 			return err
 		}
 	}
-	defer run(podmanArgv("system", "reset", "--force")...)
+	// podman (cgroupfs) leaves empty libpod_parent cgroups behind; remove
+	// those that were not there before (rmdir fails if anything uses them).
+	before, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
+	defer func() {
+		run(podmanArgv("system", "reset", "--force")...)
+		after, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
+		for _, d := range after {
+			if !slices.Contains(before, d) {
+				rmdirTree(d)
+			}
+		}
+	}()
 	// cubo run detaches by default; -i makes it wait for the exit as
 	// podman run does, so both figures cover create, run, wait and --rm.
 	cuboRun := func(ref string) []string { return cuboArgv("run", "--rm", "-i", "--network", "none", ref, "true") }
@@ -415,6 +427,17 @@ func (b *bench) buildBench(m *managerEnv, cubo, cuboRunc string) error {
 	b.printf("No-change rebuild of a 10-step Cubofile (`%s`): wall %.1f ms, CPU %.1f ms (medians of %d).\n\n",
 		strings.Join(argv[3:], " "), w.median(), c.median(), b.n)
 	return nil
+}
+
+// rmdirTree removes a cgroup directory and its (empty) children.
+func rmdirTree(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			rmdirTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.Remove(dir)
 }
 
 func yesNo(ok bool) string {
