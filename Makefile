@@ -11,7 +11,8 @@ TAGS      := osusergo,netgo
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 RUNC_LDFLAGS := $(LDFLAGS) -extldflags -static
 # Debian packages the tests use as fixtures and peers.
-TEST_DEBS := busybox-static runc crun skopeo umoci docker-registry gcc libc6-dev
+TEST_DEBS := busybox-static runc crun skopeo umoci docker-registry gcc libc6-dev \
+             containernetworking-plugins iptables iproute2 curl
 
 .PHONY: all build test unit-test integration deps lint conformance bench demo clean
 

@@ -82,8 +82,7 @@ func (c *execCmd) Run(g *globals) error {
 	var sigs chan os.Signal
 	if !c.Detach {
 		sigs = make(chan os.Signal, 128)
-		signal.Notify(sigs)
-		defer signal.Stop(sigs)
+		signal.Notify(sigs, forwardedSignals...)
 	}
 	proc, err := ct.Exec(o)
 	if err != nil {
@@ -171,7 +170,7 @@ func (c *execCmd) process(ct *container.Container) (*specs.Process, error) {
 	if c.Cwd != "" {
 		p.Cwd = c.Cwd
 	}
-	p.Env = append(append([]string{}, p.Env...), c.Env...)
+	p.Env = mergeEnv(p.Env, c.Env)
 	if c.User != "" {
 		uidS, gidS, hasGid := strings.Cut(c.User, ":")
 		uid, err := strconv.ParseUint(uidS, 10, 32)
@@ -222,4 +221,25 @@ func (c *execCmd) process(ct *container.Container) (*specs.Process, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// mergeEnv appends extra to base, a later KEY=value replacing an earlier
+// one of the same KEY in place, as runc does for exec --env.
+func mergeEnv(base, extra []string) []string {
+	out := append([]string{}, base...)
+	idx := make(map[string]int, len(out))
+	for i, e := range out {
+		k, _, _ := strings.Cut(e, "=")
+		idx[k] = i
+	}
+	for _, e := range extra {
+		k, _, _ := strings.Cut(e, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = e
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, e)
+	}
+	return out
 }

@@ -22,7 +22,7 @@ func (c *featuresCmd) Run(g *globals) error {
 		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
 		MountOptions:  mountOptions,
 		Linux: &features.Linux{
-			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "uts"},
+			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"},
 			Capabilities: capabilityNames(),
 			Cgroup: &features.Cgroup{
 				V1: &t,

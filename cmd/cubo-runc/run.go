@@ -48,8 +48,7 @@ func (c *runCmd) Run(g *globals) error {
 	// Catch signals before the container exists, so none is lost between
 	// its creation and the forwarding loop.
 	sigs := make(chan os.Signal, 128)
-	signal.Notify(sigs)
-	defer signal.Stop(sigs)
+	signal.Notify(sigs, forwardedSignals...)
 
 	var ptyRecv *os.File
 	var consoleEnd *os.File

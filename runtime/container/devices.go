@@ -24,8 +24,9 @@ var allowedDevices = []specs.LinuxDeviceCgroup{
 }
 
 // effectiveResources returns the resources to apply: config.json's, with
-// the device rules extended by the default devices and every device the
-// config asks to create.
+// the device rules extended by the default devices. Nodes listed in
+// linux.devices are created but, as with runc, usable only if a rule of the
+// config allows them.
 func effectiveResources(s *specs.Spec) *specs.LinuxResources {
 	if s.Linux == nil {
 		return nil
@@ -42,19 +43,6 @@ func effectiveResources(s *specs.Spec) *specs.LinuxResources {
 		devs = append(devs, specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"})
 	}
 	devs = append(devs, allowedDevices...)
-	for _, d := range s.Linux.Devices {
-		typ := d.Type
-		switch typ {
-		case "u":
-			typ = "c"
-		case "c", "b":
-		default:
-			// FIFOs are not device-cgroup controlled.
-			continue
-		}
-		major, minor := d.Major, d.Minor
-		devs = append(devs, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Minor: &minor, Access: "rwm"})
-	}
 	r.Devices = devs
 	return &r
 }

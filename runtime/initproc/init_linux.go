@@ -261,6 +261,11 @@ func (in *initState) runExec() error {
 	if err := processExtras(ps); err != nil {
 		return err
 	}
+	if s.Linux != nil {
+		if err := setPersonality(s.Linux.Personality); err != nil {
+			return err
+		}
+	}
 	p, err := newProcess(ps)
 	if err != nil {
 		return err
