@@ -194,3 +194,18 @@ func TestCrunSmoke(t *testing.T) {
 	e.ok("stop", "-t", "0", "c2")
 	e.ok("rm", "c1", "c2")
 }
+
+// Each container dir is a complete OCI bundle: Debian's runc runs it as it is.
+func TestBundleRunsWithRunc(t *testing.T) {
+	if _, err := os.Stat("/usr/sbin/runc"); err != nil {
+		t.Skip("runc not installed")
+	}
+	e := newEnv(t, "cubo-runc")
+	id := strings.TrimSpace(e.ok("run", "--name", "b", "-e", "WHO=bundle", "busybox", "sh", "-c", "echo $WHO $(hostname)"))
+	e.waitExit("b")
+	state := t.TempDir()
+	out, err := exec.Command("/usr/sbin/runc", "--root", state, "run", "--bundle", filepath.Join(e.root, "containers", id), "again-"+id[:8]).CombinedOutput()
+	if err != nil || string(out) != "bundle "+id[:12]+"\n" {
+		t.Fatalf("runc run -b DIR: %v\n%s", err, out)
+	}
+}
