@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 
+	"github.com/cubo-dev/cubo/runtime/container"
 	"github.com/cubo-dev/cubo/runtime/initproc"
 	// Joins namespaces by path before the Go runtime starts threads.
 	_ "github.com/cubo-dev/cubo/runtime/nsenter"
@@ -14,5 +15,8 @@ import (
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		initproc.Init()
+	}
+	if len(os.Args) > 1 && os.Args[1] == container.UsernsHoldArg {
+		container.UsernsHold()
 	}
 }

@@ -179,6 +179,18 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		}
 		return n
 	}
+	idmapped, err := idmappedMounts(s, o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	var mountFds map[int]int
+	for i, f := range idmapped {
+		defer f.Close()
+		if mountFds == nil {
+			mountFds = map[int]int{}
+		}
+		mountFds[i] = addFile("", f)
+	}
 	addFile(proto.EnvInitPipe, childSock)
 	addFile(proto.EnvFifoFd, fifoDir)
 	if o.ConsoleSocket != nil {
@@ -257,6 +269,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		PreserveFds:  o.PreserveFds + len(o.ExtraFiles),
 		HookSync:     s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0), //nolint:staticcheck // prestart is deprecated but still used by Docker
 		CgroupNS:     hasNewNS(s, specs.CgroupNamespace),
+		MountFds:     mountFds,
 	}
 	if err := proto.Send(parentSock, proto.Message{Type: proto.MsgConfig, Config: cfg}); err != nil {
 		return nil, err

@@ -57,7 +57,11 @@ func (in *initState) setupRootfs() error {
 		if cleanDest(m.Destination) == "/dev" && isBind(m) {
 			devBound = true
 		}
-		if err := in.mountOne(root, m); err != nil {
+		fd, ok := c.MountFds[i]
+		if !ok {
+			fd = -1
+		}
+		if err := in.mountOne(root, m, fd); err != nil {
 			return err
 		}
 	}
@@ -245,7 +249,7 @@ func mountOf(path string) (mountEntry, error) {
 // resolved inside the rootfs without following symlinks out of it, and the
 // mount targets the resolved fd through /proc/self/fd, so a symlink swapped
 // in after resolution cannot redirect it to the host.
-func (in *initState) mountOne(root *os.File, m *specs.Mount) error {
+func (in *initState) mountOne(root *os.File, m *specs.Mount, mountFd int) error {
 	dest := inRoot(root, cleanDest(m.Destination))
 	opts := spec.ParseMountOptions(m.Options)
 	bind := isBind(m)
@@ -271,7 +275,14 @@ func (in *initState) mountOne(root *os.File, m *specs.Mount) error {
 	}
 	defer target.Close()
 	tpath := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
-	if bind {
+	if mountFd >= 0 {
+		// A detached (idmapped) mount the parent prepared.
+		err := unix.MoveMount(mountFd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+		unix.Close(mountFd)
+		if err != nil {
+			return fmt.Errorf("attach idmapped mount %s on %s: %w", m.Source, dest, err)
+		}
+	} else if bind {
 		flags := uintptr(unix.MS_BIND)
 		if opts.Flags&unix.MS_REC != 0 {
 			flags |= unix.MS_REC

@@ -84,6 +84,9 @@ type InitConfig struct {
 	// CgroupMounts maps each v1 hierarchy mount point (or "unified") to the
 	// container's cgroup dir in it, for bind-mounting cgroupfs without cgroupns.
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
+	// MountFds maps a mount's index in Spec.Mounts to the init's fd of a
+	// detached mount prepared by the parent (idmapped mounts).
+	MountFds map[int]int `json:"mountFds,omitempty"`
 }
 
 // Message is one datagram.
