@@ -240,21 +240,19 @@ func TestContainerd(t *testing.T) {
 		skipUnlessCgroupsLoadable(t)
 		out := must(t, nil, "ctr", ctr("task", "metrics", "--format", "json", "c-d")...)
 		var m struct {
-			Data struct {
-				Pids struct {
-					Current uint64 `json:"current"`
-				} `json:"pids"`
-				Memory struct {
-					Usage struct {
-						Usage uint64 `json:"usage"`
-					} `json:"usage"`
-				} `json:"memory"`
-			} `json:"Data"`
+			Pids struct {
+				Current uint64 `json:"current"`
+			} `json:"pids"`
+			Memory struct {
+				Usage struct {
+					Usage uint64 `json:"usage"`
+				} `json:"usage"`
+			} `json:"memory"`
 		}
 		if err := json.Unmarshal([]byte(out), &m); err != nil {
 			t.Fatalf("metrics json: %v\n%s", err, out)
 		}
-		if m.Data.Pids.Current < 1 || m.Data.Memory.Usage.Usage == 0 {
+		if m.Pids.Current < 1 || m.Memory.Usage.Usage == 0 {
 			t.Fatalf("metrics show no pids/memory for the container:\n%s", out)
 		}
 	})
