@@ -47,6 +47,14 @@ func (c *Container) Start() error {
 // exec. A pidfd in the same poll catches an init that dies instead.
 func (c *Container) releaseFifo() error {
 	path := filepath.Join(c.dir, fifoName)
+	// The pidfd first: once the fifo is open the init may exec, finish and
+	// be reaped by its parent (a fast `echo` under containerd) before we
+	// would get to open it.
+	pfd, err := unix.PidfdOpen(c.InitPid, 0)
+	if err != nil {
+		return fmt.Errorf("container init is gone: %w", err)
+	}
+	defer unix.Close(pfd)
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -55,11 +63,6 @@ func (c *Container) releaseFifo() error {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
 	defer unix.Close(fd)
-	pfd, err := unix.PidfdOpen(c.InitPid, 0)
-	if err != nil {
-		return fmt.Errorf("container init is gone: %w", err)
-	}
-	defer unix.Close(pfd)
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(pfd), Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds, -1)
