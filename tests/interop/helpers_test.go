@@ -262,7 +262,7 @@ func takeSnapshot(tmp, cgParent string) snapshot {
 				continue
 			}
 			mp := f[4]
-			if strings.HasPrefix(mp, tmp) || strings.Contains(mp, "/netns/") ||
+			if strings.HasPrefix(mp, tmp) || strings.HasPrefix(mp, "/run/netns/") || strings.HasPrefix(mp, "/var/run/netns/") ||
 				strings.HasPrefix(mp, "/run/containerd") || strings.HasPrefix(mp, "/run/docker") ||
 				strings.HasPrefix(mp, "/var/lib/docker") || strings.HasPrefix(mp, "/var/lib/containers") ||
 				strings.HasPrefix(mp, "/run/containers") || strings.HasPrefix(mp, "/run/libpod") {
