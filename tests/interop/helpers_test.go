@@ -391,8 +391,18 @@ func (sc scope) owns(s string) bool {
 	return false
 }
 
+// enslavedVeths holds the links that were attached to one of our bridges
+// when restoreNet deleted it: those are ours, other veths on the host are
+// not (concurrent work creates many).
+var (
+	enslavedMu    sync.Mutex
+	enslavedVeths = map[string]bool{}
+)
+
 func (sc scope) ownsLink(name string) bool {
-	return strings.HasPrefix(name, "veth") || sc.owns(name)
+	enslavedMu.Lock()
+	defer enslavedMu.Unlock()
+	return enslavedVeths[name] || sc.owns(name)
 }
 
 // iptChanges returns the added and removed iptables lines of this scope:

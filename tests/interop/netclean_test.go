@@ -18,6 +18,15 @@ import (
 func restoreNet(before snapshot, sc scope, links ...string) []string {
 	var done []string
 	for _, l := range links {
+		if out, err := exec.Command("ip", "-o", "link", "show", "master", l).Output(); err == nil {
+			enslavedMu.Lock()
+			for _, line := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(line); len(f) >= 2 {
+					enslavedVeths[strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]] = true
+				}
+			}
+			enslavedMu.Unlock()
+		}
 		if exec.Command("ip", "link", "show", l).Run() == nil {
 			if out, err := exec.Command("ip", "link", "del", l).CombinedOutput(); err != nil {
 				done = append(done, fmt.Sprintf("ip link del %s: %v %s", l, err, out))
