@@ -531,6 +531,15 @@ func (c *Controller) Reconcile(ctx context.Context, live []string) error {
 	for _, id := range live {
 		keep[id] = true
 	}
+	return c.ReconcileFunc(ctx, func(id string) bool { return keep[id] })
+}
+
+// ReconcileFunc is Reconcile with alive telling whether container id still needs its
+// network. alive is called under the lock that Setup holds, so a container set up
+// while the caller was listing its containers is judged by its state then, never torn
+// down for missing from a list made before it existed.
+func (c *Controller) ReconcileFunc(ctx context.Context, alive func(id string) bool) error {
+	keep := map[string]bool{}
 	unlock, err := c.lock()
 	if err != nil {
 		return err
@@ -542,6 +551,7 @@ func (c *Controller) Reconcile(ctx context.Context, live []string) error {
 		return err
 	}
 	for _, a := range atts {
+		keep[a.ID] = alive(a.ID)
 		if !keep[a.ID] {
 			c.log.Info().Str("id", a.ID).Msg("reconcile: tear down network of a container that is gone")
 			if err := c.teardownLocked(ctx, a); err != nil {
@@ -554,7 +564,11 @@ func (c *Controller) Reconcile(ctx context.Context, live []string) error {
 		return err
 	}
 	for id := range ids {
-		if !keep[id] {
+		k, seen := keep[id]
+		if !seen {
+			k = alive(id)
+		}
+		if !k {
 			if err := c.sweepLocked(ctx, id); err != nil {
 				errs = append(errs, err)
 			}
