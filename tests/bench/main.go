@@ -15,6 +15,7 @@
 package main
 
 import (
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -201,7 +202,30 @@ func (b *bench) progress(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, format, a...)
 }
 
+//go:embed launch/launch.c
+var launchC []byte
+
+// buildLauncher compiles the measuring shim (see launch/launch.c).
+func (b *bench) buildLauncher() {
+	src := filepath.Join(b.work, "launch.c")
+	bin := filepath.Join(b.work, "launch")
+	if err := os.WriteFile(src, launchC, 0o644); err == nil {
+		for _, static := range []bool{true, false} {
+			args := []string{"-O2", "-o", bin, src}
+			if static {
+				args = append([]string{"-static"}, args...)
+			}
+			if exec.Command("cc", args...).Run() == nil {
+				launcher = bin
+				return
+			}
+		}
+	}
+	b.printf("No C compiler: the launch shim is missing, so peak RSS figures include the harness's own RSS.\n\n")
+}
+
 func (b *bench) setup(runc string) error {
+	b.buildLauncher()
 	rootfs := filepath.Join(b.work, "rootfs")
 	src, err := makeRootfs(rootfs)
 	if err != nil {

@@ -56,10 +56,11 @@ func spawn(argv []string, env []string) (int, *os.File, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
-		Env:   env,
-		Files: []uintptr{devNull.Fd(), devNull.Fd(), errf.Fd()},
-	})
+	files := []uintptr{devNull.Fd(), devNull.Fd(), errf.Fd()}
+	if extraFile != nil {
+		files = append(files, extraFile.Fd())
+	}
+	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Env: env, Files: files})
 	if err != nil {
 		errf.Close()
 		return 0, nil, fmt.Errorf("start %s: %w", argv[0], err)
@@ -88,12 +89,51 @@ func measureOwn(argv []string, env []string) (sample, error) {
 }
 
 func measureReap(argv []string, env []string, all bool) (sample, error) {
+	return measureVia(argv, env, all, false)
+}
+
+// measureTree is measure that also waits, after argv exits, for every
+// process reparented to it (a manager's monitor, podman's conmon) to
+// exit: wall and CPU then cover the whole tree, including a removal done
+// in the background.
+func measureTree(argv []string, env []string) (sample, error) {
+	return measureVia(argv, env, true, true)
+}
+
+// launcher is the compiled launch shim (see launch/launch.c); empty when
+// no C compiler was found, and then peak RSS figures include the harness's
+// own RSS.
+var launcher string
+
+func measureVia(argv []string, env []string, all, tree bool) (sample, error) {
 	var s sample
 	if all {
 		reapOrphans(&s)
 	}
+	var report *os.File
+	run := argv
+	if launcher != "" {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return s, err
+		}
+		report = r
+		defer r.Close()
+		extraFile = w
+		run = append([]string{launcher}, argv...)
+		if tree {
+			if env == nil {
+				env = os.Environ()
+			}
+			env = append(env[:len(env):len(env)], "CUBO_BENCH_WAITALL=1")
+		}
+	}
 	t0 := time.Now()
-	pid, errf, err := spawn(argv, env)
+	pid, errf, err := spawn(run, env)
+	if extraFile != nil {
+		extraFile.Close()
+		extraFile = nil
+	}
 	if err != nil {
 		return s, err
 	}
@@ -103,6 +143,7 @@ func measureReap(argv []string, env []string, all bool) (sample, error) {
 	if !all {
 		want = pid
 	}
+	var own unix.Rusage
 	for {
 		var ru unix.Rusage
 		got, err := unix.Wait4(want, &ws, 0, &ru)
@@ -114,7 +155,7 @@ func measureReap(argv []string, env []string, all bool) (sample, error) {
 		}
 		if got == pid {
 			s.wall = time.Since(t0)
-			s.add(&ru)
+			own = ru
 			break
 		}
 		s.add(&ru)
@@ -123,35 +164,31 @@ func measureReap(argv []string, env []string, all bool) (sample, error) {
 	if all {
 		reapOrphans(&s)
 	}
+	if report != nil {
+		// The shim's own figures replace its rusage (which holds the
+		// harness's RSS at fork).
+		var wall, cpu, rss int64
+		var st uint32
+		if _, err := fmt.Fscan(report, &wall, &cpu, &rss, &st); err != nil {
+			return s, fmt.Errorf("%s: no report from the launch shim: %s", strings.Join(argv, " "), stderrText(errf))
+		}
+		s.wall = time.Duration(wall) * time.Microsecond
+		s.cpu += time.Duration(cpu) * time.Microsecond
+		if rss > s.maxRSS {
+			s.maxRSS = rss
+		}
+		ws = unix.WaitStatus(st)
+	} else {
+		s.add(&own)
+	}
 	if !ws.Exited() || ws.ExitStatus() != 0 {
 		return s, fmt.Errorf("%s: %s: %s", strings.Join(argv, " "), describe(ws), stderrText(errf))
 	}
 	return s, nil
 }
 
-// measureTree is measure that also waits, after argv exits, for every
-// process reparented to the harness (a manager's monitor, podman's conmon)
-// to exit: wall and CPU then cover the whole tree, including a removal
-// done in the background. The harness must have no other children.
-func measureTree(argv []string, env []string) (sample, error) {
-	s, err := measureReap(argv, env, true)
-	t0 := time.Now().Add(-s.wall)
-	for {
-		var ru unix.Rusage
-		var ws unix.WaitStatus
-		got, werr := unix.Wait4(-1, &ws, 0, &ru)
-		if errors.Is(werr, unix.EINTR) {
-			continue
-		}
-		if werr != nil || got <= 0 {
-			break
-		}
-		s.add(&ru)
-		noteReaped(got)
-	}
-	s.wall = time.Since(t0)
-	return s, err
-}
+// extraFile, when set, is passed to the next spawn as fd 3.
+var extraFile *os.File
 
 // waitPid waits for one specific process (a container init reparented to
 // the harness after create) and returns its own rusage.

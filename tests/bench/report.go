@@ -67,7 +67,7 @@ func (b *bench) reportRuntime() {
 	b.figRow(t, "(c) peak RSS, run (max over tree)", "run.rss", "MiB")
 	b.figRow(t, "(c) peak RSS, create without init", "rss.parent", "MiB")
 	b.figRow(t, "(c) peak RSS, init before start", "rss.init", "MiB")
-	b.figRow(t, "(c) peak RSS, init through exec", "rss.initexec", "MiB")
+	b.figRow(t, "(c) peak RSS, init incl. exec (ru_maxrss: >= parent at clone)", "rss.initexec", "MiB")
 	for _, p := range b.par {
 		b.figRow(t, fmt.Sprintf("(d) %d x run, %d parallel, containers/s", b.containers, p), fmt.Sprintf("tput%d", p), "/s")
 		b.figRow(t, fmt.Sprintf("(d) %d parallel, CPU per container", p), fmt.Sprintf("tput%d.cpu", p), "ms")
