@@ -12,9 +12,10 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 RUNC_LDFLAGS := $(LDFLAGS) -extldflags -static
 # Debian packages the tests use as fixtures and peers.
 TEST_DEBS := busybox-static runc crun skopeo umoci docker-registry gcc libc6-dev \
-             containernetworking-plugins iptables iproute2 curl
+             containernetworking-plugins iptables iproute2 curl \
+             containerd podman conmon docker.io
 
-.PHONY: all build test unit-test integration deps lint conformance bench demo clean
+.PHONY: all build test unit-test integration deps lint conformance interop bench demo clean
 
 all: build
 
@@ -47,6 +48,11 @@ lint:
 
 conformance: build
 	./tests/conformance/run.sh $(CURDIR)/$(BIN)/cubo-runc
+
+# interop runs containerd (ctr and CRI), podman and Docker with cubo-runc as
+# their runtime; `make test` runs the same checks through go test.
+interop: build
+	./tests/interop/run.sh $(CURDIR)/$(BIN)/cubo-runc
 
 # demo runs a real container offline: Debian's busybox-static as the image.
 demo: build

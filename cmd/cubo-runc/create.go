@@ -91,8 +91,9 @@ func (c *createFlags) createFrom(g *globals, id string, s *specs.Spec, consoleOv
 		SystemdCgroup: g.SystemdCgroup,
 		Rootless:      g.rootlessMode(),
 	}
+	terminal := s.Process != nil && s.Process.Terminal
 	files, env := listenFds()
-	if len(files) > 0 {
+	if len(files) > 0 && s.Process != nil {
 		opts.ExtraFiles = files
 		s.Process.Env = append(s.Process.Env, env...)
 	}
@@ -100,7 +101,7 @@ func (c *createFlags) createFrom(g *globals, id string, s *specs.Spec, consoleOv
 	case consoleOverride != nil:
 		opts.ConsoleSocket = consoleOverride
 	case c.ConsoleSocket != "":
-		if !s.Process.Terminal {
+		if !terminal {
 			return nil, errors.New("cannot use console socket if runc will not detach or allocate tty")
 		}
 		f, err := connectConsole(c.ConsoleSocket)
@@ -109,7 +110,7 @@ func (c *createFlags) createFrom(g *globals, id string, s *specs.Spec, consoleOv
 		}
 		defer f.Close()
 		opts.ConsoleSocket = f
-	case s.Process.Terminal:
+	case terminal:
 		return nil, errors.New("cannot allocate tty if runc will detach without setting console socket")
 	}
 	ct, err := container.Create(root, id, opts)

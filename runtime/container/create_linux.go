@@ -71,10 +71,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		return nil, err
 	}
 	s := o.Spec
-	if s.Process == nil {
-		return nil, errors.New("config.json has no process")
-	}
-	if s.Process.Terminal && o.ConsoleSocket == nil {
+	if s.Process != nil && s.Process.Terminal && o.ConsoleSocket == nil {
 		return nil, errors.New("process.terminal requires a console socket")
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {

@@ -31,6 +31,12 @@ func (c *Container) Start() error {
 	default:
 		return fmt.Errorf("cannot start a container in the %s state", st)
 	}
+	if c.Config.Process == nil {
+		// The runtime spec allows creating a container without a process
+		// (its namespaces can still be joined) but start must fail.
+		_ = unix.Kill(c.InitPid, unix.SIGKILL)
+		return errors.New("cannot start a container without a process (config.json has no process)")
+	}
 	if err := c.releaseFifo(); err != nil {
 		return err
 	}

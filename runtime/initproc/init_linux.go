@@ -88,8 +88,11 @@ type initState struct {
 func (in *initState) run() error {
 	c := in.cfg
 	s := c.Spec
-	if s.Process == nil {
-		return errors.New("config has no process")
+	noProcess := s.Process == nil
+	if noProcess {
+		// Create without a process: build the container, then wait until
+		// start (which refuses) or delete kills us.
+		s.Process = &specs.Process{Cwd: "/"}
 	}
 	if c.CgroupNS {
 		// The parent has put us in the container's cgroup by now, so the
@@ -161,6 +164,15 @@ func (in *initState) run() error {
 		if err := finalizeRootfs(s); err != nil {
 			return err
 		}
+	}
+	if noProcess {
+		if err := proto.Send(in.sock, proto.Message{Type: proto.MsgReady}); err != nil {
+			return err
+		}
+		in.sock.Close()
+		in.sock = nil
+		_ = in.waitStart()
+		os.Exit(1)
 	}
 	if err := setRlimits(s.Process.Rlimits); err != nil {
 		return err

@@ -24,6 +24,10 @@ func (in *initState) setupRootfs() error {
 	s := c.Spec
 	// Never let our mounts propagate back to the host: everything becomes
 	// a slave (or what rootfsPropagation says) before the first mount.
+	// rootfsPropagation is applied to the container's root after
+	// pivot_root; until then everything is a slave, so nothing we mount
+	// propagates to the host and the rootfs can still be bind-mounted (an
+	// unbindable "/" would refuse that).
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	var rootProp uintptr
 	if s.Linux != nil && s.Linux.RootfsPropagation != "" {
@@ -32,7 +36,6 @@ func (in *initState) setupRootfs() error {
 			return fmt.Errorf("invalid rootfsPropagation %q", s.Linux.RootfsPropagation)
 		}
 		rootProp = p
-		prop = p
 	}
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set propagation of / to %s: %w", propName(prop), err)
@@ -109,7 +112,7 @@ func (in *initState) setupRootfs() error {
 	if err != nil {
 		return err
 	}
-	if rootProp != 0 && rootProp&(unix.MS_SHARED) != 0 {
+	if rootProp != 0 {
 		if err := unix.Mount("", "/", "", rootProp, ""); err != nil {
 			return fmt.Errorf("set propagation of / to %s: %w", propName(rootProp), err)
 		}

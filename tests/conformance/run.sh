@@ -177,10 +177,13 @@ judge() {
 	awk '
 		/^not ok/ { bad++ }
 		/^ok/ { ok++ }
-		/^  ---/ && prev !~ /^(not )?ok/ { orphan = 1 }
-		/^  \.\.\./ { orphan = 0 }
+		# A test line may continue on unindented lines (e.g. "Refer to: ...")
+		# before its YAML block; only a block with no test line since the
+		# previous block is an orphan.
+		/^(not )?ok/ { intest = 1 }
+		/^  ---/ && !intest { orphan = 1 }
+		/^  \.\.\./ { orphan = 0; intest = 0 }
 		orphan && /^    "error":/ { orphans++ }
-		{ prev = $0 }
 		END { print ok + 0, bad + 0, orphans + 0 }
 	' "$1"
 }
