@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cubo-dev/cubo/images"
+	"github.com/cubo-dev/cubo/network"
 	"github.com/cubo-dev/cubo/spec"
 )
 
@@ -35,8 +34,11 @@ type CreateOpts struct {
 	User       string
 	Hostname   string
 	Volumes    []string
-	Publish    []string
-	Tmpfs      []string
+	// Publish is --publish values, [IP:]HOST:CONT[/tcp|udp] (bridge networks only).
+	Publish []string
+	Tmpfs   []string
+	// Network is --network: "bridge" (the default network; also ""), "none", "host",
+	// "container:NAME" (NAME's network namespace) or a network's name.
 	Network    string
 	Memory     string
 	CPUs       float64
@@ -47,19 +49,19 @@ type CreateOpts struct {
 	// (only with Interactive).
 	Interactive bool
 	Tty         bool
-	// NetNSPath, when set, is a network namespace the container joins (see also
-	// WithNetwork, the hook where bridge networking plugs in).
-	NetNSPath string
-
-	bridgeHook bool
 }
 
 // parsed is CreateOpts checked and turned into what the bundle needs.
 type parsed struct {
 	volumes []Volume
-	ports   []Port
-	tmpfs   [][2]string
-	memory  int64
+	mode    network.Mode
+	ports   []network.PortMapping
+	// target and targetNetNS are the container and the namespace that
+	// --network container:NAME shares; targetNetNS is empty when NAME uses the host's.
+	target      string
+	targetNetNS string
+	tmpfs       [][2]string
+	memory      int64
 }
 
 // ParseVolume parses HOST:CONT[:ro|rw]; HOST must be an existing absolute path.
@@ -94,41 +96,6 @@ func ParseVolume(v string) (Volume, error) {
 	return vol, nil
 }
 
-// ParsePort parses [IP:]HOST:CONT[/tcp|udp].
-func ParsePort(p string) (Port, error) {
-	bad := func(why string) (Port, error) {
-		return Port{}, fmt.Errorf("publish %q: %s: %w", p, why, errdefs.ErrInvalidArgument)
-	}
-	spec, proto, hasProto := strings.Cut(p, "/")
-	if !hasProto {
-		proto = "tcp"
-	}
-	if proto != "tcp" && proto != "udp" {
-		return bad("protocol must be tcp or udp")
-	}
-	var port Port
-	port.Protocol = proto
-	i := strings.LastIndexByte(spec, ':')
-	if i < 0 {
-		return bad("want HOST:CONTAINER[/tcp|udp]")
-	}
-	hostPart, contPart := spec[:i], spec[i+1:]
-	if j := strings.LastIndexByte(hostPart, ':'); j >= 0 {
-		ip := strings.Trim(hostPart[:j], "[]")
-		if net.ParseIP(ip) == nil {
-			return bad("host IP " + ip + " is not an IP address")
-		}
-		port.HostIP, hostPart = ip, hostPart[j+1:]
-	}
-	h, err1 := strconv.ParseUint(hostPart, 10, 16)
-	c, err2 := strconv.ParseUint(contPart, 10, 16)
-	if err1 != nil || err2 != nil || h == 0 || c == 0 {
-		return bad("ports must be numbers from 1 to 65535")
-	}
-	port.Host, port.Cont = uint16(h), uint16(c)
-	return port, nil
-}
-
 // parseTmpfs parses DEST[:OPTIONS] as docker's --tmpfs.
 func parseTmpfs(t string) ([2]string, error) {
 	dst, opts, _ := strings.Cut(t, ":")
@@ -153,12 +120,15 @@ func (o *CreateOpts) check() (*parsed, error) {
 		}
 		p.volumes = append(p.volumes, vol)
 	}
-	for _, s := range o.Publish {
-		port, err := ParsePort(s)
-		if err != nil {
-			return nil, err
-		}
-		p.ports = append(p.ports, port)
+	var err error
+	if p.mode, err = network.ParseMode(o.Network); err != nil {
+		return nil, err
+	}
+	if p.ports, err = network.ParsePublishes(o.Publish); err != nil {
+		return nil, fmt.Errorf("%w%.0w", err, errdefs.ErrInvalidArgument)
+	}
+	if len(p.ports) > 0 && p.mode.Kind != network.ModeBridge {
+		return nil, fmt.Errorf("publish: ports are published on a bridge network, not with --network %s: %w", p.mode, errdefs.ErrInvalidArgument)
 	}
 	for _, e := range o.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" || strings.ContainsAny(k, " \t\n\x00") {
@@ -171,15 +141,6 @@ func (o *CreateOpts) check() (*parsed, error) {
 			return nil, err
 		}
 		p.tmpfs = append(p.tmpfs, tp)
-	}
-	switch o.Network {
-	case "", "none", "host":
-	case "bridge":
-		if o.NetNSPath == "" && !o.bridgeHook {
-			return nil, fmt.Errorf("network bridge: not available yet (use none or host): %w", errdefs.ErrNotImplemented)
-		}
-	default:
-		return nil, fmt.Errorf("network %q: want none, host or bridge: %w", o.Network, errdefs.ErrInvalidArgument)
 	}
 	if o.Memory != "" {
 		n, err := spec.ParseBytes(o.Memory)
@@ -208,10 +169,14 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	if m.store == nil {
 		return nil, errors.New("create container: no image store")
 	}
-	o.bridgeHook = m.netUp != nil
 	p, err := o.check()
 	if err != nil {
 		return nil, err
+	}
+	if p.mode.Kind == network.ModeContainer {
+		if err := m.resolveNetworkTarget(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	img, err := m.store.Get(ctx, o.Image)
 	if err != nil {
@@ -248,7 +213,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	}
 	c := &Container{
 		ID: id, Name: o.Name, Image: o.Image, ImageID: img.ID.String(),
-		Ports: p.ports, Volumes: p.volumes, Network: o.Network,
+		Ports: recordPorts(p.ports), Volumes: p.volumes, Network: p.mode.String(),
 		AutoRemove: o.AutoRemove, Interactive: o.Interactive, Tty: o.Tty,
 		Runtime: rt, RuntimeRoot: m.runtimeRoot(rt),
 		Status: StatusCreated, Created: time.Now().UTC(),
@@ -257,9 +222,6 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	}
 	if img.Name != "" {
 		c.Image = img.Name
-	}
-	if c.Network == "" {
-		c.Network = "none"
 	}
 	ok := false
 	defer func() {
@@ -291,6 +253,19 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 		return nil, fmt.Errorf("commit container %s: %w", id, err)
 	}
 	c.dir = final
+	// The network comes last, in the committed dir: Setup records the final path of
+	// the /etc files it keeps current, and a failure (a taken host port) undoes it all
+	// through the deferred destroyFiles, so no container is left.
+	nc, err := m.network()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nc.Setup(ctx, network.SetupOptions{
+		ID: c.ID, Name: c.Name, Hostname: c.Hostname, Mode: p.mode, Target: p.target,
+		Ports: p.ports, FilesDir: c.dir,
+	}); err != nil {
+		return nil, err
+	}
 	ok = true
 	m.log.Debug().Str("id", id).Str("name", c.Name).Str("image", c.Image).Str("runtime", rt).Msg("container created")
 	return &Created{Container: c, lock: lock, m: m}, nil
@@ -349,19 +324,12 @@ func (m *Manager) bundle(ctx context.Context, c *Container, img *images.Image, o
 	c.Hostname = o.Hostname
 	if c.Hostname == "" {
 		c.Hostname = c.ID[:12]
-		if c.Network == "host" {
+		if p.mode.Kind == network.ModeHost {
 			c.Hostname, _ = os.Hostname()
 		}
 	}
 	if err := writeEtc(c); err != nil {
 		return err
-	}
-	if c.Network == "bridge" && o.NetNSPath == "" && m.netUp != nil {
-		ns, err := m.netUp(ctx, c)
-		if err != nil {
-			return fmt.Errorf("set up network: %w", err)
-		}
-		o.NetNSPath = ns
 	}
 
 	opts := []spec.Opt{
@@ -385,13 +353,23 @@ func (m *Manager) bundle(ctx context.Context, c *Container, img *images.Image, o
 	if o.Workdir != "" {
 		opts = append(opts, spec.WithCwd(o.Workdir))
 	}
-	switch {
-	case o.NetNSPath != "":
-		opts = append(opts, spec.WithNetNSPath(o.NetNSPath))
-	case c.Network == "host":
-		opts = append(opts, spec.WithHostNetwork())
+	// The namespace path is known before Setup makes it (NetnsPath is fixed per ID), so
+	// the bundle is complete here and Setup runs once the container is committed.
+	switch p.mode.Kind {
+	case network.ModeBridge, network.ModeNone:
+		nc, err := m.network()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, spec.WithNetNSPath(nc.NetnsPath(c.ID)))
+	case network.ModeContainer:
+		if p.targetNetNS != "" {
+			opts = append(opts, spec.WithNetNSPath(p.targetNetNS))
+		} else {
+			opts = append(opts, spec.WithHostNetwork())
+		}
 	default:
-		opts = append(opts, spec.WithPrivateNetwork())
+		opts = append(opts, spec.WithHostNetwork())
 	}
 	for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
 		opts = append(opts, spec.WithBind(filepath.Join(c.dir, f), "/etc/"+f, false))
@@ -429,28 +407,54 @@ func writeConfig(dir string, s *specs.Spec) error {
 	return writeFileAtomic(filepath.Join(dir, spec.ConfigName), b, 0o600)
 }
 
-// writeEtc generates the container's /etc/hostname, /etc/hosts and /etc/resolv.conf.
-// With the host network the host's hosts and resolv.conf are copied; otherwise hosts
-// names the container on loopback.
+// writeEtc writes placeholder /etc/hostname, /etc/hosts and /etc/resolv.conf, which the
+// bundle's bind mounts name; the network controller's Setup rewrites them for the
+// container's network.
 func writeEtc(c *Container) error {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + c.Hostname + "\n"
-	if c.Network == "host" {
-		if b, err := os.ReadFile("/etc/hosts"); err == nil {
-			hosts = string(b)
-		}
-	}
-	resolv := ""
-	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		resolv = string(b)
-	}
 	for name, data := range map[string]string{
 		"hostname":    c.Hostname + "\n",
 		"hosts":       hosts,
-		"resolv.conf": resolv,
+		"resolv.conf": "",
 	} {
 		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(data), 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// recordPorts converts published ports to the record's form.
+func recordPorts(ms []network.PortMapping) []Port {
+	var out []Port
+	for _, pm := range ms {
+		pt := Port{Host: pm.HostPort, Cont: pm.ContainerPort, Protocol: pm.Protocol}
+		if pm.HostIP.IsValid() {
+			pt.HostIP = pm.HostIP.String()
+		}
+		out = append(out, pt)
+	}
+	return out
+}
+
+// resolveNetworkTarget resolves --network container:NAME to the ID and namespace of
+// NAME, which must be running; a target on the host network leaves targetNetNS empty.
+func (m *Manager) resolveNetworkTarget(ctx context.Context, p *parsed) error {
+	t, err := m.Get(ctx, p.mode.Container)
+	if err != nil {
+		return fmt.Errorf("network container:%s: %w", p.mode.Container, err)
+	}
+	if t.Status != StatusRunning {
+		return fmt.Errorf("network container:%s: container %s is %s, not running: %w", p.mode.Container, t.Name, t.Status, errdefs.ErrFailedPrecondition)
+	}
+	a, err := m.NetworkAttachment(t.ID)
+	if err != nil {
+		return fmt.Errorf("network container:%s: %w", p.mode.Container, err)
+	}
+	p.target = t.ID
+	p.mode.Container = t.ID
+	if a.Mode.Kind != network.ModeHost {
+		p.targetNetNS = a.NetNS
 	}
 	return nil
 }
@@ -519,10 +523,8 @@ func (m *Manager) destroyFiles(c *Container) error {
 	if isMountPoint(rootfs) {
 		return fmt.Errorf("remove %s: rootfs is still mounted", c.dir)
 	}
-	if m.netDown != nil && c.Network == "bridge" {
-		if err := m.netDown(context.Background(), c); err != nil {
-			return fmt.Errorf("tear down network of %s: %w", c.ID, err)
-		}
+	if err := m.teardownNetwork(context.Background(), c.ID); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("remove %s: %w", c.dir, err)

@@ -81,6 +81,9 @@ func (m *Manager) reconcile(ctx context.Context, c *Container) (*Container, erro
 			return nil, err
 		}
 		m.log.Info().Str("id", c.ID).Msg("reconciled: container stopped")
+		if err := m.teardownNetwork(ctx, c.ID); err != nil {
+			m.log.Warn().Err(err).Str("id", c.ID).Msg("reconcile")
+		}
 	}
 	if _, err := os.Stat(rtState); err == nil {
 		_ = rt.Delete(ctx, c.ID, true)
@@ -149,7 +152,7 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration, f
 		defer t.Stop()
 		select {
 		case <-done:
-			return m.reload(ctx, c)
+			return m.stopped(ctx, c)
 		case <-t.C:
 			m.log.Info().Str("id", c.ID).Msg("stop timeout, killing")
 		case <-ctx.Done():
@@ -164,7 +167,21 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration, f
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return m.reload(ctx, c)
+	return m.stopped(ctx, c)
+}
+
+// stopped reloads c once its process is gone and releases its network, which its
+// monitor normally did already (Teardown is idempotent); without a monitor nobody else
+// would.
+func (m *Manager) stopped(ctx context.Context, c *Container) (*Container, error) {
+	nc, err := m.reload(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.teardownNetwork(ctx, c.ID); err != nil {
+		return nil, err
+	}
+	return nc, nil
 }
 
 func (m *Manager) reload(ctx context.Context, c *Container) (*Container, error) {

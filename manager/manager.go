@@ -12,10 +12,13 @@
 //	    lock                       flock held by whoever owns the container's lifecycle:
 //	                               `cubo run` while creating, then its monitor
 //	    container.log              stdout/stderr, one JSON object per line
-//	    hostname, hosts, resolv.conf  bind-mounted over the rootfs's /etc files
+//	    hostname, hosts, resolv.conf  bind-mounted over the rootfs's /etc files; written
+//	                               by the network controller, which keeps hosts current
 //	ROOT/containers/.names/<name>  the ID owning a name, created with O_EXCL
 //	ROOT/containers/.new-<id>/     a container being created; renamed to <id> when complete
 //	ROOT/runtime/<runtime>/        the runtime's --root, one per runtime binary name
+//	ROOT/network/                  package network's state: networks, namespaces,
+//	                               address leases, one attachment record per container
 //
 // Whoever holds a container's lock is alive by definition (flock dies with its owner), so
 // a record saying "running" without a lock holder is checked against the runtime and
@@ -35,6 +38,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -43,6 +47,7 @@ import (
 
 	"github.com/cubo-dev/cubo/images"
 	"github.com/cubo-dev/cubo/manager/ociruntime"
+	"github.com/cubo-dev/cubo/network"
 )
 
 // Status values of a container record.
@@ -73,13 +78,15 @@ type Volume struct {
 
 // Container is the manager's record of a container (meta.json).
 type Container struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Image       string    `json:"image"`
-	ImageID     string    `json:"image_id"`
-	Command     []string  `json:"command"`
-	Ports       []Port    `json:"ports,omitempty"`
-	Volumes     []Volume  `json:"volumes,omitempty"`
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Image   string   `json:"image"`
+	ImageID string   `json:"image_id"`
+	Command []string `json:"command"`
+	Ports   []Port   `json:"ports,omitempty"`
+	Volumes []Volume `json:"volumes,omitempty"`
+	// Network is the --network mode as network.ParseMode reads it: "bridge", "none",
+	// "host", "container:<ID>" or a network's name.
 	Network     string    `json:"network"`
 	Hostname    string    `json:"hostname"`
 	StopSignal  string    `json:"stop_signal,omitempty"`
@@ -129,22 +136,17 @@ type Manager struct {
 	store   *images.Store
 	runtime string
 	self    string
-	netUp   NetworkSetup
-	netDown NetworkTeardown
+	netOpts []network.Opt
+
+	netOnce sync.Once
+	nc      *network.Controller
+	ncErr   error
 }
 
-// NetworkSetup prepares a "bridge" container's network while its bundle is made: it
-// returns the network namespace path the container joins, and may rewrite the hosts and
-// resolv.conf files in c.Dir(). c.Ports holds the --publish mappings.
-type NetworkSetup func(ctx context.Context, c *Container) (netnsPath string, err error)
-
-// NetworkTeardown releases what NetworkSetup made; it is called when the container is
-// removed, and must succeed when called twice.
-type NetworkTeardown func(ctx context.Context, c *Container) error
-
-// WithNetwork plugs in bridge networking: without it `--network bridge` is refused.
-func WithNetwork(setup NetworkSetup, teardown NetworkTeardown) Opt {
-	return func(m *Manager) { m.netUp, m.netDown = setup, teardown }
+// WithNetworkOpts passes options to the network controller (root_dir/network), such as
+// network.WithDefaultNetwork.
+func WithNetworkOpts(opts ...network.Opt) Opt {
+	return func(m *Manager) { m.netOpts = append(m.netOpts, opts...) }
 }
 
 // Opt configures a Manager.
@@ -178,6 +180,70 @@ func New(root string, opts ...Opt) (*Manager, error) {
 		return nil, fmt.Errorf("create containers dir: %w", err)
 	}
 	return m, nil
+}
+
+// network opens the network controller under root_dir/network on first use.
+func (m *Manager) network() (*network.Controller, error) {
+	m.netOnce.Do(func() {
+		opts := append([]network.Opt{network.WithLogger(m.log)}, m.netOpts...)
+		m.nc, m.ncErr = network.New(filepath.Join(m.root, "network"), opts...)
+		if m.ncErr != nil {
+			m.ncErr = fmt.Errorf("open networks: %w", m.ncErr)
+		}
+	})
+	return m.nc, m.ncErr
+}
+
+// teardownNetwork releases container id's network (namespace, address, iptables rules,
+// its name in its peers' hosts files). Tearing down twice is harmless.
+func (m *Manager) teardownNetwork(ctx context.Context, id string) error {
+	nc, err := m.network()
+	if err != nil {
+		return err
+	}
+	if err := nc.Teardown(context.WithoutCancel(ctx), id); err != nil {
+		return fmt.Errorf("tear down network of %s: %w", id, err)
+	}
+	return nil
+}
+
+// NetworkAttachment returns what the network controller set up for container id
+// (address, MAC, gateway, ports); errdefs.ErrNotFound when the container has no
+// network now (it is stopped).
+func (m *Manager) NetworkAttachment(id string) (*network.Attachment, error) {
+	nc, err := m.network()
+	if err != nil {
+		return nil, err
+	}
+	return nc.Attachment(id)
+}
+
+// reconcileNetwork releases the networks of containers that no longer need one: removed
+// while cubo was killed, or stopped without their monitor's teardown (a crashed
+// monitor). A container needs its network while it exists and is not stopped.
+func (m *Manager) reconcileNetwork(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(m.root, "network")); err != nil {
+		return nil // never used: nothing to release
+	}
+	nc, err := m.network()
+	if err != nil {
+		return err
+	}
+	return nc.ReconcileFunc(ctx, func(id string) bool {
+		if !idRe.MatchString(id) {
+			return false
+		}
+		if _, err := os.Lstat(filepath.Join(m.dir, ".new-"+id)); err == nil {
+			return true
+		}
+		c, err := loadMeta(m.containerDir(id))
+		if errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+		// An unreadable record is kept: releasing a live container's network is worse
+		// than keeping a dead one's until the record is repaired.
+		return err != nil || c.Status != StatusStopped
+	})
 }
 
 // resolveRuntime turns the --runtime value into an absolute binary path.
@@ -362,6 +428,9 @@ func (m *Manager) List(ctx context.Context) ([]*Container, error) {
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	if err := m.reconcileNetwork(ctx); err != nil {
+		m.log.Warn().Err(err).Msg("reconcile networks")
+	}
 	return out, nil
 }
 

@@ -48,6 +48,7 @@ func MonitorMain() {
 
 type mon struct {
 	c      *Container
+	m      *Manager // the container's manager, for its network and --rm
 	rt     *ociruntime.Runtime
 	log    zerolog.Logger
 	sync   *os.File
@@ -99,6 +100,7 @@ func monitor(dir string, lock, syncPipe *os.File) int {
 		return 1
 	}
 	mo := &mon{c: c, rt: c.runtime(), sync: syncPipe, attach: c.Interactive, gate: make(chan struct{})}
+	mo.m = &Manager{root: filepath.Dir(filepath.Dir(dir)), dir: filepath.Dir(dir), log: zerolog.Nop()}
 	mo.log = zerolog.Nop()
 	if lvl, err := zerolog.ParseLevel(os.Getenv("_CUBO_MONITOR_LOG")); err == nil && lvl <= zerolog.InfoLevel {
 		if f, err := os.OpenFile(filepath.Join(dir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600); err == nil {
@@ -106,6 +108,7 @@ func monitor(dir string, lock, syncPipe *os.File) int {
 		}
 	}
 	os.Unsetenv("_CUBO_MONITOR_LOG")
+	mo.m.log = mo.log
 	mo.logF, err = os.OpenFile(c.LogPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		mo.fail(err)
@@ -138,15 +141,23 @@ func (mo *mon) fail(err error) {
 	c.Error = err.Error()
 	_ = c.save()
 	_ = mo.rt.Delete(context.Background(), c.ID, true)
+	// Released before cubo run hears of the failure, so that when it returns the
+	// published ports are free again.
+	if err := mo.m.teardownNetwork(context.Background(), c.ID); err != nil {
+		mo.log.Error().Err(err).Msg("release network")
+	}
 	mo.send(monitorMsg{Error: err.Error()})
 }
 
-// finish deletes the runtime state and, for --rm, the whole container.
+// finish deletes the runtime state, releases the network (address, published ports,
+// namespace) now that the exit is reaped and, for --rm, removes the whole container.
 func (mo *mon) finish() {
 	_ = mo.rt.Delete(context.Background(), mo.c.ID, true)
+	if err := mo.m.teardownNetwork(context.Background(), mo.c.ID); err != nil {
+		mo.log.Error().Err(err).Msg("release network")
+	}
 	if mo.c.AutoRemove {
-		m := &Manager{root: filepath.Dir(filepath.Dir(mo.c.dir)), dir: filepath.Dir(mo.c.dir), log: mo.log}
-		if err := m.destroyFiles(mo.c); err != nil {
+		if err := mo.m.destroyFiles(mo.c); err != nil {
 			mo.log.Error().Err(err).Msg("remove container")
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -35,21 +36,47 @@ func TestParseVolume(t *testing.T) {
 	}
 }
 
-func TestParsePort(t *testing.T) {
-	for in, want := range map[string]Port{
-		"8080:80":           {Host: 8080, Cont: 80, Protocol: "tcp"},
-		"53:53/udp":         {Host: 53, Cont: 53, Protocol: "udp"},
-		"127.0.0.1:8080:80": {HostIP: "127.0.0.1", Host: 8080, Cont: 80, Protocol: "tcp"},
-		"[::1]:8080:80/tcp": {HostIP: "::1", Host: 8080, Cont: 80, Protocol: "tcp"},
+// TestCheckNetwork checks --network and --publish as Create sees them: the record's
+// ports, the mode, and one-line invalid-argument errors before anything is made.
+func TestCheckNetwork(t *testing.T) {
+	for _, c := range []struct {
+		network string
+		publish []string
+		mode    string
+		ports   []Port
+	}{
+		{"", []string{"8080:80", "53:53/udp"}, "bridge", []Port{{Host: 8080, Cont: 80, Protocol: "tcp"}, {Host: 53, Cont: 53, Protocol: "udp"}}},
+		{"bridge", []string{"127.0.0.1:8080:80"}, "bridge", []Port{{HostIP: "127.0.0.1", Host: 8080, Cont: 80, Protocol: "tcp"}}},
+		{"none", nil, "none", nil},
+		{"host", nil, "host", nil},
+		{"n1", []string{"1:2"}, "n1", []Port{{Host: 1, Cont: 2, Protocol: "tcp"}}},
+		{"container:web", nil, "container:web", nil},
 	} {
-		if got, err := ParsePort(in); err != nil || got != want {
-			t.Errorf("%s: %+v %v", in, got, err)
+		p, err := (&CreateOpts{Network: c.network, Publish: c.publish}).check()
+		if err != nil {
+			t.Errorf("%q %q: %v", c.network, c.publish, err)
+			continue
+		}
+		if got := recordPorts(p.ports); p.mode.String() != c.mode || !slices.Equal(got, c.ports) {
+			t.Errorf("%q %q: mode %s ports %+v, want %s %+v", c.network, c.publish, p.mode, got, c.mode, c.ports)
 		}
 	}
-	for _, bad := range []string{"80", "a:80", "80:b", "0:80", "80:70000", "80:80/sctp", "x.y:80:80", ""} {
-		if _, err := ParsePort(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Errorf("%q: %v", bad, err)
+	for _, c := range []struct{ network, publish string }{
+		{"", "80"}, {"", "a:80"}, {"", "80:b"}, {"", "0:80"}, {"", "80:70000"}, {"", "80:80/sctp"},
+		{"", "x.y:80:80"}, {"", ""}, {"host", "80:80"}, {"none", "80:80"}, {"container:x", "80:80"},
+		{"container:", ""}, {"bad name", ""},
+	} {
+		o := &CreateOpts{Network: c.network}
+		if c.publish != "" || c.network == "" {
+			o.Publish = []string{c.publish}
 		}
+		_, err := o.check()
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("network %q publish %q: %v, want one line, invalid argument", c.network, c.publish, err)
+		}
+	}
+	if _, err := (&CreateOpts{Publish: []string{"8080:80", "8080:81"}}).check(); err == nil {
+		t.Error("a host port published twice was accepted")
 	}
 }
 

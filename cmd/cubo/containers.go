@@ -21,6 +21,7 @@ func (g *globals) manager() (*manager.Manager, error) {
 		manager.WithStore(st),
 		manager.WithLogger(g.log),
 		manager.WithRuntime(g.Runtime),
+		manager.WithNetworkOpts(g.netOpts...),
 	)
 }
 

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/cubo-dev/cubo/images"
+	"github.com/cubo-dev/cubo/network"
 	"github.com/rs/zerolog"
 )
 
@@ -13,9 +15,13 @@ type globals struct {
 	RootDir  string `name:"root-dir" env:"CUBO_ROOT" placeholder:"DIR" help:"Directory for images and containers (default $XDG_STATE_HOME/cubo, $XDG_DATA_HOME/cubo, ~/.local/state/cubo or /tmp/cubo)."`
 	LogLevel string `name:"log-level" env:"CUBO_LOG" default:"warn" placeholder:"LEVEL" help:"Log verbosity on stderr: trace, debug, info, warn, error, disabled."`
 	Runtime  string `name:"runtime" env:"CUBO_RUNTIME" default:"cubo-runc" placeholder:"PATH|NAME" help:"OCI runtime binary: cubo-runc (next to cubo, then on PATH), runc, crun or a path."`
+	// The default network is written once, on first use; these only matter then.
+	DefaultBridge string `name:"default-bridge" env:"CUBO_DEFAULT_BRIDGE" placeholder:"DEV" help:"Bridge of the default network when it is first created (default cubo0)."`
+	DefaultSubnet string `name:"default-subnet" env:"CUBO_DEFAULT_SUBNET" placeholder:"CIDR" help:"Subnet of the default network when it is first created (default 10.77.0.0/16)."`
 
-	root string
-	log  zerolog.Logger
+	root    string
+	log     zerolog.Logger
+	netOpts []network.Opt
 	// inUse tells the image store whether a container uses an image; the container
 	// manager sets it so that rmb refuses images in use.
 	inUse images.InUseFunc
@@ -28,6 +34,18 @@ func (g *globals) init() error {
 	}
 	g.log = l
 	g.root = ResolveRootDir(g.RootDir)
+	if g.DefaultBridge != "" || g.DefaultSubnet != "" {
+		bridge, subnet := network.DefaultBridge, network.DefaultSubnet
+		if g.DefaultBridge != "" {
+			bridge = g.DefaultBridge
+		}
+		if g.DefaultSubnet != "" {
+			if subnet, err = netip.ParsePrefix(g.DefaultSubnet); err != nil || !subnet.Addr().Is4() {
+				return fmt.Errorf("default subnet %q: want an IPv4 CIDR such as 10.77.0.0/16", g.DefaultSubnet)
+			}
+		}
+		g.netOpts = append(g.netOpts, network.WithDefaultNetwork(bridge, subnet))
+	}
 	g.inUse = containersUseImage(g.root)
 	return nil
 }

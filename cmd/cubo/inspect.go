@@ -6,9 +6,11 @@ import (
 	"errors"
 	"os"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cubo-dev/cubo/manager"
+	"github.com/cubo-dev/cubo/network"
 	"github.com/cubo-dev/cubo/spec"
 )
 
@@ -17,12 +19,16 @@ type inspectCmd struct {
 }
 
 // inspectJSON is one container in inspect's output: the record, where its files are,
-// and its runtime config.
+// its network attachment (address, MAC, gateway, ports; null once stopped) and its
+// runtime config. "network" is the attachment; the record's mode string moves to
+// "network_mode".
 type inspectJSON struct {
 	*manager.Container
-	Bundle string      `json:"bundle"`
-	Log    string      `json:"log_path"`
-	Config *specs.Spec `json:"config,omitempty"`
+	NetworkMode string              `json:"network_mode"`
+	Network     *network.Attachment `json:"network"`
+	Bundle      string              `json:"bundle"`
+	Log         string              `json:"log_path"`
+	Config      *specs.Spec         `json:"config,omitempty"`
 }
 
 // Run prints a JSON array with one object per container.
@@ -40,7 +46,11 @@ func (c *inspectCmd) Run(g *globals) error {
 			continue
 		}
 		cfg, _ := spec.Load(ct.Dir())
-		out = append(out, inspectJSON{Container: ct, Bundle: ct.Dir(), Log: ct.LogPath(), Config: cfg})
+		att, err := m.NetworkAttachment(ct.ID)
+		if err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+		out = append(out, inspectJSON{Container: ct, NetworkMode: ct.Network, Network: att, Bundle: ct.Dir(), Log: ct.LogPath(), Config: cfg})
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")

@@ -21,7 +21,7 @@ type networkCmd struct {
 
 // networks opens the network controller under root_dir/network.
 func (g *globals) networks() (*network.Controller, error) {
-	c, err := network.New(filepath.Join(g.root, "network"), network.WithLogger(g.log))
+	c, err := network.New(filepath.Join(g.root, "network"), append([]network.Opt{network.WithLogger(g.log)}, g.netOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("open networks: %w", err)
 	}

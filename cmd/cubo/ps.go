@@ -18,7 +18,7 @@ type psCmd struct {
 	Quiet  bool   `short:"q" help:"Print only container IDs."`
 }
 
-// Run lists containers as CONTAINER ID, NAME, IMAGE, COMMAND, CREATED, STATUS.
+// Run lists containers as CONTAINER ID, NAME, IMAGE, COMMAND, CREATED, STATUS, PORTS.
 func (c *psCmd) Run(g *globals) error {
 	m, err := g.manager()
 	if err != nil {
@@ -47,12 +47,29 @@ func (c *psCmd) Run(g *globals) error {
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER ID\tNAME\tIMAGE\tCOMMAND\tCREATED\tSTATUS")
+	fmt.Fprintln(tw, "CONTAINER ID\tNAME\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ShortID(), r.Name, r.Image,
-			truncate(strings.Join(r.Command, " "), 20), span(now.Sub(r.Created))+" ago", statusText(r, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ShortID(), r.Name, r.Image,
+			truncate(strings.Join(r.Command, " "), 20), span(now.Sub(r.Created))+" ago", statusText(r, now), portsText(r))
 	}
 	return tw.Flush()
+}
+
+// portsText is docker's PORTS column, "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp", for
+// a container that is not stopped (a stopped one has published nothing).
+func portsText(c *manager.Container) string {
+	if c.Status == manager.StatusStopped {
+		return ""
+	}
+	var out []string
+	for _, p := range c.Ports {
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		out = append(out, fmt.Sprintf("%s:%d->%d/%s", ip, p.Host, p.Cont, p.Protocol))
+	}
+	return strings.Join(out, ", ")
 }
 
 func truncate(s string, n int) string {

@@ -20,7 +20,7 @@ type runCmd struct {
 	Workdir     string   `short:"w" help:"Working directory inside the container."`
 	Env         []string `short:"e" sep:"none" placeholder:"KEY=VALUE" help:"Set an environment variable (repeatable)."`
 	Volume      []string `short:"v" sep:"none" placeholder:"HOST:CONT[:ro]" help:"Bind-mount a host path (repeatable)."`
-	Publish     []string `short:"p" sep:"none" placeholder:"HOST:CONT[/tcp|udp]" help:"Publish a container port (recorded; wired with bridge networking)."`
+	Publish     []string `short:"p" sep:"none" placeholder:"[IP:]HOST:CONT[/tcp|udp]" help:"Publish a container port on the host, on every host address (and 127.0.0.1) or on IP (repeatable; bridge networks only)."`
 	Interactive bool     `short:"i" help:"Attach stdin/stdout/stderr (a pty when stdin is a terminal) and wait for the exit."`
 	Detach      bool     `short:"d" help:"Run in the background (the default)."`
 	Rm          bool     `help:"Remove the container when it exits."`
@@ -32,7 +32,7 @@ type runCmd struct {
 	PidsLimit   int64    `name:"pids-limit" help:"Maximum number of processes."`
 	ReadOnly    bool     `name:"read-only" help:"Mount the root filesystem read-only."`
 	Tmpfs       []string `sep:"none" placeholder:"DEST[:OPTS]" help:"Mount a tmpfs (repeatable)."`
-	Network     string   `default:"none" enum:"none,host,bridge" help:"Network: none (private, loopback only), host, or bridge."`
+	Network     string   `default:"bridge" placeholder:"MODE" help:"Network: bridge (the default network, NAT to the outside), a network from 'cubo network create' (its containers reach each other by name), none (loopback only), host (the host's), or container:NAME (NAME's)."`
 }
 
 // Run creates and starts the container; detached it prints the ID, attached it exits
