@@ -82,6 +82,8 @@ type env struct {
 	t       *testing.T
 	root    string
 	runtime string
+	// net is the machine's network state of the test networks before the test.
+	net netState
 }
 
 func newEnv(t *testing.T, runtime string) *env {
@@ -89,7 +91,7 @@ func newEnv(t *testing.T, runtime string) *env {
 	if _, err := os.Stat(busyboxTar); err != nil {
 		t.Skipf("image tarball %s absent: %v", busyboxTar, err)
 	}
-	e := &env{t: t, root: t.TempDir(), runtime: runtime}
+	e := &env{t: t, root: t.TempDir(), runtime: runtime, net: snapshotNet(t)}
 	// Registered after TempDir, so it runs first: containers go before their dirs.
 	t.Cleanup(e.cleanup)
 	e.ok("import", busyboxTar, "busybox:latest")
@@ -98,7 +100,8 @@ func newEnv(t *testing.T, runtime string) *env {
 
 func (e *env) cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(binDir, "cubo"), append([]string{"--root-dir", e.root, "--runtime", e.runtime}, args...)...)
-	cmd.Env = append(os.Environ(), "CUBO_LOG=warn")
+	// The default network of these tests is their own, off the real cubo0.
+	cmd.Env = append(os.Environ(), "CUBO_LOG=warn", "CUBO_DEFAULT_BRIDGE="+testBridge, "CUBO_DEFAULT_SUBNET="+testSubnet)
 	return cmd
 }
 
@@ -236,6 +239,7 @@ func (e *env) cleanup() {
 		}
 	}
 	e.assertClean(ids)
+	e.assertNetClean()
 }
 
 func (e *env) assertClean(ids []string) {

@@ -30,7 +30,7 @@ func TestPsStopRm(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 4 || !strings.HasPrefix(lines[0], "CONTAINER ID   NAME") ||
 			!strings.Contains(lines[0], "IMAGE") || !strings.Contains(lines[0], "COMMAND") ||
-			!strings.Contains(lines[0], "CREATED") || !strings.HasSuffix(lines[0], "STATUS") {
+			!strings.Contains(lines[0], "CREATED") || !strings.Contains(lines[0], "STATUS") || !strings.HasSuffix(lines[0], "PORTS") {
 			t.Fatalf("ps:\n%s", out)
 		}
 		for _, l := range lines[1:] {
@@ -112,8 +112,8 @@ func TestBadInput(t *testing.T) {
 		{"mode must be ro or rw", []string{"run", "-v", "/tmp:/x:rx", "busybox", "true"}},
 		{"must be absolute", []string{"run", "-v", "tmp:/x", "busybox", "true"}},
 		{"does not exist", []string{"run", "-v", missing + ":/x", "busybox", "true"}},
-		{"ports must be numbers", []string{"run", "-p", "80:99999", "busybox", "true"}},
-		{"want HOST:CONTAINER[/tcp|udp]", []string{"run", "-p", "80", "busybox", "true"}},
+		{"is not a number in 1-65535", []string{"run", "-p", "80:99999", "busybox", "true"}},
+		{"want HOST:CONT[/tcp|udp]", []string{"run", "-p", "80", "busybox", "true"}},
 		{"protocol must be tcp or udp", []string{"run", "-p", "80:80/sctp", "busybox", "true"}},
 		{"want KEY=VALUE", []string{"run", "-e", "NOVALUE", "busybox", "true"}},
 		{"want KEY=VALUE", []string{"run", "-e", "=x", "busybox", "true"}},

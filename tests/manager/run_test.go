@@ -105,12 +105,12 @@ func TestRunFlags(t *testing.T) {
 			"--volume", ro+":/ro:ro", "--volume", rw+":/rw",
 			"--read-only", "--tmpfs", "/scratch:size=1m",
 			"--memory", "64m", "--pids-limit", "50", "--cpus", "0.5",
-			"--publish", "8080:80", "-p", "127.0.0.1:5353:53/udp", "--network", "none",
+			"--publish", "18180:80", "-p", "127.0.0.1:15353:53/udp",
 			"busybox", "sh", "-c", script)
 		for _, want := range []string{
 			"env=hello,world/2", "pwd=/tmp", "id=1000:1000", "hostname=box", "ro=from host",
 			"ro-refused", "rw-ok", "root-readonly", "tmpfs-ok", "mem=67108864", "pids=50",
-			"quota=50000", "net=lo \n", "etchost=box",
+			"quota=50000", "net=eth0 lo \n", "etchost=box",
 		} {
 			if !strings.Contains(out, want+"\n") && !strings.Contains(out, want) {
 				t.Errorf("missing %q in\n%s", want, out)
@@ -120,7 +120,7 @@ func TestRunFlags(t *testing.T) {
 			t.Errorf("rw volume write not on the host: %q %v", b, err)
 		}
 		c := e.inspect("flags")
-		if len(c.Ports) != 2 || c.Ports[0].Host != 8080 || c.Ports[0].Cont != 80 || c.Ports[1].Protocol != "udp" {
+		if len(c.Ports) != 2 || c.Ports[0].Host != 18180 || c.Ports[0].Cont != 80 || c.Ports[1].Protocol != "udp" {
 			t.Errorf("ports not recorded: %+v", c.Ports)
 		}
 		// --network host sees the host's interfaces; --entrypoint replaces the image's.
