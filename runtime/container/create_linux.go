@@ -332,9 +332,6 @@ func (c *Container) Wait() (*os.ProcessState, error) {
 	if c.init == nil {
 		return nil, errors.New("container init is not a child of this process")
 	}
-	// Park in the runtime poller until the init exits, then reap it: a
-	// blocking wait would keep sysmon spinning for the container's life.
-	linux.PollExit(c.init.Pid)
 	return c.init.Wait()
 }
 

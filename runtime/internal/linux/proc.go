@@ -97,24 +97,3 @@ func Retry(fn func() error) error {
 		}
 	}
 }
-
-// PollExit blocks the calling goroutine, not its thread, until pid exits:
-// a non-blocking pidfd registered with the Go runtime's poller becomes
-// readable then. Errors mean "cannot tell": the caller's wait covers them.
-func PollExit(pid int) {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Read(func(fd uintptr) bool {
-		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(p, 0)
-		return err != nil || n > 0
-	})
-}

@@ -113,21 +113,11 @@ func Send(f *os.File, m Message) error {
 	if m.Fd > 0 {
 		oob = unix.UnixRights(m.Fd)
 	}
-	rc, rcErr := f.SyscallConn()
-	if rcErr != nil {
-		return fmt.Errorf("send %s message: %w", m.Type, rcErr)
-	}
-	werr := rc.Write(func(fd uintptr) bool {
-		for {
-			err = unix.Sendmsg(int(fd), b, oob, nil, 0)
-			if err != unix.EINTR {
-				break
-			}
+	for {
+		err = unix.Sendmsg(int(f.Fd()), b, oob, nil, 0)
+		if err != unix.EINTR {
+			break
 		}
-		return err != unix.EAGAIN
-	})
-	if werr != nil && err == nil {
-		err = werr
 	}
 	if err != nil {
 		return fmt.Errorf("send %s message: %w", m.Type, err)
@@ -144,24 +134,11 @@ func Recv(f *os.File) (Message, error) {
 	var one [1]byte
 	var n int
 	var err error
-	// Through the runtime poller when f is non-blocking (the parent's end):
-	// a goroutine parked in the poller leaves its thread and P idle, while
-	// a blocking recv keeps sysmon waking every 20µs to retake the P.
-	rc, rcErr := f.SyscallConn()
-	if rcErr != nil {
-		return m, fmt.Errorf("receive message: %w", rcErr)
-	}
-	rerr := rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, err = unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
-			if err != unix.EINTR {
-				break
-			}
+	for {
+		n, _, err = unix.Recvfrom(int(f.Fd()), one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		if err != unix.EINTR {
+			break
 		}
-		return err != unix.EAGAIN
-	})
-	if rerr != nil && err == nil {
-		err = rerr
 	}
 	if err == nil && n > 0 {
 		if n > maxMsg {
@@ -201,17 +178,10 @@ func Recv(f *os.File) (Message, error) {
 }
 
 // Socketpair returns the parent and child ends of a fresh channel. Both are
-// close-on-exec; the child end is handed to the init via ExtraFiles. The
-// parent's end is non-blocking, so os.File registers it with the runtime
-// poller; the child's stays blocking, as the init reads it directly.
+// close-on-exec; the child end is handed to the init via ExtraFiles.
 func Socketpair() (parent, child *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create init socketpair: %w", err)
-	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
-		unix.Close(fds[1])
 		return nil, nil, fmt.Errorf("create init socketpair: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), "init-parent"), os.NewFile(uintptr(fds[1]), "init-child"), nil
