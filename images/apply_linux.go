@@ -325,6 +325,7 @@ func (a *applier) entry(p string, hdr *tar.Header, r io.Reader) error {
 				return fmt.Errorf("create dir %q: %w", p, err)
 			}
 		}
+	//lint:ignore SA1019 old archives still use the NUL typeflag
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 		if err := removeAt(pfd, base); err != nil {
 			return fmt.Errorf("replace %q: %w", p, err)

@@ -269,6 +269,7 @@ func (s *Store) extractArchive(r io.Reader) (*archiveDir, error) {
 			return nil, fmt.Errorf("read archive: %w", err)
 		}
 		switch hdr.Typeflag {
+		//lint:ignore SA1019 old archives still use the NUL typeflag
 		case tar.TypeReg, tar.TypeRegA:
 			dst := filepath.Join(dir, p)
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {

@@ -62,7 +62,7 @@ func (s *Store) client(ctx context.Context, r ref.Ref, o registryOpts) *regclien
 		opts = append(opts, regclient.WithRegOpts(reg.WithCertDirs(s.certDirs)))
 	}
 	if s.retries >= 0 {
-		opts = append(opts, regclient.WithRetryLimit(s.retries))
+		opts = append(opts, regclient.WithRegOpts(reg.WithRetryLimit(s.retries)))
 	}
 	return regclient.New(opts...)
 }

@@ -250,6 +250,7 @@ func checkHooks(h *specs.Hooks) error {
 		name  string
 		hooks []specs.Hook
 	}{
+		//lint:ignore SA1019 Docker still sends prestart hooks
 		{"prestart", h.Prestart},
 		{"createRuntime", h.CreateRuntime},
 		{"createContainer", h.CreateContainer},

@@ -20,6 +20,7 @@ type specCmd struct {
 func (c *specCmd) Run(g *globals) error {
 	path := filepath.Join(c.Bundle, spec.ConfigName)
 	if _, err := os.Lstat(path); err == nil {
+		//lint:ignore ST1005 runc's exact wording
 		return errors.New("File " + spec.ConfigName + " exists. Remove it first")
 	}
 	s := spec.Default()

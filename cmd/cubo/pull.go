@@ -122,7 +122,7 @@ func (b *barPrinter) update(ev images.Progress) {
 				}),
 			),
 			mpb.AppendDecorators(decor.Any(func(s decor.Statistics) string {
-				return fmt.Sprintf("%s", humanSize(ev.Total))
+				return humanSize(ev.Total)
 			})),
 		)
 		b.bars[id] = bar

@@ -264,9 +264,10 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 		NoPivot:      o.NoPivot,
 		NoNewKeyring: o.NoNewKeyring,
 		PreserveFds:  o.PreserveFds + len(o.ExtraFiles),
-		HookSync:     s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0), //nolint:staticcheck // prestart is deprecated but still used by Docker
-		CgroupNS:     hasNewNS(s, specs.CgroupNamespace),
-		MountFds:     mountFds,
+		//lint:ignore SA1019 Docker still sends prestart hooks
+		HookSync: s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0),
+		CgroupNS: hasNewNS(s, specs.CgroupNamespace),
+		MountFds: mountFds,
 	}
 	if err := proto.Send(parentSock, proto.Message{Type: proto.MsgConfig, Config: cfg}); err != nil {
 		return nil, err
@@ -285,7 +286,8 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 			// runtime-tools checks; createRuntime is specified to run
 			// while the container is still "creating".
 			st := c.OCIState(Created)
-			if err := hooks.Run(s.Hooks.Prestart, st, "prestart"); err != nil { //nolint:staticcheck // see above
+			//lint:ignore SA1019 Docker still sends prestart hooks
+			if err := hooks.Run(s.Hooks.Prestart, st, "prestart"); err != nil {
 				return nil, err
 			}
 			st.Status = specs.StateCreating

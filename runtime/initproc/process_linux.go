@@ -193,7 +193,7 @@ func capByName(n string) (capability.Cap, bool) {
 	if capNames == nil {
 		capNames = map[string]capability.Cap{}
 		last, _ := capability.LastCap()
-		for _, c := range capability.List() {
+		for _, c := range capability.ListKnown() {
 			if c <= last {
 				capNames["CAP_"+strings.ToUpper(c.String())] = c
 			}

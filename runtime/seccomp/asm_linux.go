@@ -78,10 +78,6 @@ func (a *assembler) jump(op uint16, k uint32, jt, jf label) {
 	a.prog = append(a.prog, insn{code: unix.BPF_JMP | op | unix.BPF_K, k: k, jt: jt, jf: jf, mark: -1})
 }
 
-func (a *assembler) ja(to label) {
-	a.prog = append(a.prog, insn{code: unix.BPF_JMP | unix.BPF_JA, jt: to, jf: next, mark: -1})
-}
-
 // assemble resolves labels. A conditional jump whose target is more than
 // 255 instructions ahead is rewritten to hop to a `ja` placed right after it;
 // each rewrite moves later code, so layout repeats until no new far jump

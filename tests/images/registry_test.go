@@ -32,6 +32,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
+	regopt "github.com/regclient/regclient/scheme/reg"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
@@ -147,7 +148,7 @@ http:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	reg.rc = regclient.New(regclient.WithConfigHost(host), regclient.WithRetryLimit(1))
+	reg.rc = regclient.New(regclient.WithConfigHost(host), regclient.WithRegOpts(regopt.WithRetryLimit(1)))
 	return reg
 }
 
