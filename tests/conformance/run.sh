@@ -283,10 +283,22 @@ mkdir -p "$(dirname "$report")"
 	echo "  the *int64 pids limits as pointers (runtime-spec 1.3 made the field a pointer)."
 	echo
 	echo "Programs that assert against runc's behaviour (see the design's runc-cli.md): \`delete\`"
-	echo "wants \`delete\` of a created container to fail (containerd relies on it succeeding), and"
-	echo "\`start\` wants create without \`process\` to succeed (runc refuses it at create)."
+	echo "wants \`delete\` of a created container to fail (containerd relies on it succeeding; we"
+	echo "keep runc's behaviour). \`start\` expects \`start\` of a container created without"
+	echo "\`process\` to succeed, where the runtime spec says it MUST fail (we follow the spec)."
 	echo "\`pidfile\` kills a container whose process is \`true\` and fails when \`true\` has"
-	echo "already exited (a race the runtime loses by being fast)."
+	echo "already exited (a race the runtime loses by being fast). \`prestart\` wants prestart"
+	echo "hooks to run at \`start\`; runc and cubo-runc run them at \`create\`, where Docker needs"
+	echo "them. \`misc_props\` runs \`/runtimetest\` in a bundle it never copied it into, and"
+	echo "\`process_rlimits\` reads RLIMIT_NOFILE inside runtimetest, a Go program whose runtime"
+	echo "raises its own soft limit at start-up."
+	echo
+	echo "Programs bound to this host (cgroup v1 on a 6.18 kernel): \`linux_cgroups_memory\`"
+	echo "(both) set kernel memory limits, which this kernel no longer has; \`linux_cgroups_blkio\`"
+	echo "(both) set blkio.leaf_weight, which needs the removed CFQ scheduler;"
+	echo "\`linux_cgroups_hugetlb\` (both) set 1 GB huge pages, which this VM does not offer;"
+	echo "\`linux_cgroups_network\` (both) need net_cls/net_prio hierarchies, which are not mounted"
+	echo "here (mounting them would change the host)."
 	capbnd=$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)
 	if [ -n "$capbnd" ] && [ $((0x$capbnd >> 24 & 1)) = 0 ]; then
 		echo
