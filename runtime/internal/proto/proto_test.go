@@ -1,0 +1,82 @@
+package proto
+
+import (
+	"io"
+	"os"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func TestRoundTrip(t *testing.T) {
+	parent, child, err := Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer child.Close()
+	cfg := &InitConfig{ID: "c1", Spec: &specs.Spec{Version: "1.0.2", Hostname: "h"}, PreserveFds: 2, MountFds: map[int]int{3: 7}}
+	if err := Send(parent, Message{Type: MsgConfig, Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Recv(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Type != MsgConfig || m.Config.ID != "c1" || m.Config.Spec.Hostname != "h" || m.Config.MountFds[3] != 7 || m.Fd != -1 {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+func TestFdPassing(t *testing.T) {
+	parent, child, err := Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer child.Close()
+	f, err := os.CreateTemp(t.TempDir(), "fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := Send(child, Message{Type: MsgSeccomp, Fd: int(f.Fd())}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Recv(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Type != MsgSeccomp || m.Fd < 0 {
+		t.Fatalf("got %+v", m)
+	}
+	defer unix.Close(m.Fd)
+	var a, b unix.Stat_t
+	if err := unix.Fstat(m.Fd, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fstat(int(f.Fd()), &b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Ino != b.Ino {
+		t.Fatal("received fd is not the file sent")
+	}
+	// Passed fds must not leak into an exec'd container.
+	flags, err := unix.FcntlInt(uintptr(m.Fd), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Fatalf("received fd is not close-on-exec (flags %d, %v)", flags, err)
+	}
+}
+
+func TestEOFWhenPeerCloses(t *testing.T) {
+	parent, child, err := Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	child.Close()
+	if _, err := Recv(parent); err != io.EOF {
+		t.Fatalf("want io.EOF, got %v", err)
+	}
+}
