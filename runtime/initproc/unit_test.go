@@ -11,8 +11,8 @@ import (
 
 func TestCgroupSubsystems(t *testing.T) {
 	for in, want := range map[string]string{
-		"rw,cpu,cpuacct":                "cpu,cpuacct",
-		"rw,xattr,name=systemd":         "name=systemd",
+		"rw,cpu,cpuacct":               "cpu,cpuacct",
+		"rw,xattr,name=systemd":        "name=systemd",
 		"ro,memory,release_agent=/x/y": "memory",
 	} {
 		if got := cgroupSubsystems(in); got != want {
