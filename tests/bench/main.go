@@ -536,8 +536,6 @@ func firstLine(argv ...string) string {
 }
 
 func (b *bench) header(cuboRunc, cubo string) {
-	host, _ := os.Hostname()
-	_ = host
 	cpu := "?"
 	if bs, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(bs), "\n") {
