@@ -79,6 +79,7 @@ func main() {
 		crunPath   = flag.String("crun", "/usr/bin/crun", "crun binary")
 		install    = flag.Bool("install", true, "apt-get install missing Debian packages (runc, crun; podman, skopeo, docker-registry for the manager half)")
 		noManager  = flag.Bool("no-manager", false, "skip the manager half")
+		noRuntime  = flag.Bool("no-runtime", false, "skip the runtime half")
 		outFile    = flag.String("o", "", "also write the markdown report to this file")
 		hybrid     = flag.String("hybrid", "private", "on a hybrid cgroup host, how to let crun 1.8.1 run: private (hide cgroup2 in a private mount namespace) or rebind (move its controllers to a private v1 hierarchy)")
 		diag       = flag.Int("diag", 0, "instead of the benchmark, print strace -f -c syscall counts and perf stat over N runs of `run /bin/true` per runtime")
@@ -172,9 +173,11 @@ func main() {
 		fmt.Print(b.out.String())
 		return
 	}
-	if err := b.runtimeHalf(); err != nil {
-		b.cleanup()
-		fatal(err)
+	if !*noRuntime {
+		if err := b.runtimeHalf(); err != nil {
+			b.cleanup()
+			fatal(err)
+		}
 	}
 	b.helper.stop()
 	b.helper = nil
