@@ -31,22 +31,33 @@ var ErrNotFound = errors.New("JSON specification file " + ConfigName + " not fou
 // On a validation error Load returns the parsed spec along with the error, so callers can
 // still report on it.
 func Load(bundle string) (*specs.Spec, error) {
+	s, _, err := LoadRaw(bundle)
+	return s, err
+}
+
+// LoadRaw is Load that also returns the file's bytes, so a caller that
+// forwards the config (the runtime, to its init) need not encode it again.
+func LoadRaw(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, ConfigName)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, ErrNotFound
+			return nil, nil, ErrNotFound
 		}
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	var s specs.Spec
-	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&s); err != nil {
-		return nil, parseError(path, data, err)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&s); err != nil {
+		return nil, nil, parseError(path, data, err)
 	}
+	// Only the first JSON value: anything after it is ignored, as by runc,
+	// and must not travel on as part of the config.
+	raw := data[:dec.InputOffset()]
 	if err := Validate(&s, bundle); err != nil {
-		return &s, err
+		return &s, raw, err
 	}
-	return &s, nil
+	return &s, raw, nil
 }
 
 // parseError turns a decoding error into one line with the file name and, where the decoder

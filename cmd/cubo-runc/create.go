@@ -24,6 +24,9 @@ type createFlags struct {
 	NoPivot       bool   `name:"no-pivot" help:"Do not use pivot_root (for a rootfs on a ramdisk)."`
 	NoNewKeyring  bool   `name:"no-new-keyring" help:"Do not create a new session keyring."`
 	PreserveFds   int    `name:"preserve-fds" help:"Pass N additional fds (from 3 on) to the container."`
+
+	// specJSON is config.json as read by loadSpec, forwarded unchanged.
+	specJSON []byte
 }
 
 type createCmd struct {
@@ -59,7 +62,9 @@ func (c *createFlags) loadSpec() (*specs.Spec, error) {
 		return nil, fmt.Errorf("resolve bundle: %w", err)
 	}
 	c.Bundle = bundle
-	return spec.Load(bundle)
+	s, raw, err := spec.LoadRaw(bundle)
+	c.specJSON = raw
+	return s, err
 }
 
 // createFrom creates the container from an already loaded config.
@@ -93,9 +98,11 @@ func (c *createFlags) createFrom(g *globals, id string, s *specs.Spec, consoleOv
 	}
 	terminal := s.Process != nil && s.Process.Terminal
 	files, env := listenFds()
+	opts.SpecJSON = c.specJSON
 	if len(files) > 0 && s.Process != nil {
 		opts.ExtraFiles = files
 		s.Process.Env = append(s.Process.Env, env...)
+		opts.SpecJSON = nil // changed: encode it again
 	}
 	switch {
 	case consoleOverride != nil:

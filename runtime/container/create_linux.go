@@ -31,6 +31,9 @@ type CreateOpts struct {
 	// Bundle is the absolute bundle directory; Spec was loaded from it.
 	Bundle string
 	Spec   *specs.Spec
+	// SpecJSON is Spec as read from config.json, if Spec was not changed
+	// since; it is forwarded to the init and stored as is. Nil: encode Spec.
+	SpecJSON []byte
 	// ConsoleSocket is a connected AF_UNIX socket to send the pty master
 	// to; required iff Spec.Process.Terminal.
 	ConsoleSocket *os.File
@@ -89,6 +92,14 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	c.ID = id
 	c.Bundle = o.Bundle
 	c.Config = s
+	c.ConfigJSON = o.SpecJSON
+	if c.ConfigJSON == nil {
+		cj, err := json.Marshal(s)
+		if err != nil {
+			return nil, fmt.Errorf("encode config: %w", err)
+		}
+		c.ConfigJSON = cj
+	}
 	c.SystemdCgroup = o.SystemdCgroup
 	c.Rootless = o.Rootless
 	var mgr cgroups.Manager
@@ -258,7 +269,7 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 
 	cfg := &proto.InitConfig{
 		ID:           id,
-		Spec:         s,
+		SpecJSON:     c.ConfigJSON,
 		Rootfs:       c.Rootfs,
 		Bundle:       o.Bundle,
 		NoPivot:      o.NoPivot,

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -144,7 +145,11 @@ func (c *Container) Exec(o ExecOpts) (_ *os.Process, retErr error) {
 			return nil, fmt.Errorf("join container cgroup: %w", err)
 		}
 	}
-	cfg := &proto.InitConfig{ID: c.ID, Spec: s, Bundle: c.Bundle, Exec: true, Process: o.Process, PreserveFds: o.PreserveFds}
+	pj, err := json.Marshal(o.Process)
+	if err != nil {
+		return nil, fmt.Errorf("encode process: %w", err)
+	}
+	cfg := &proto.InitConfig{ID: c.ID, SpecJSON: c.ConfigJSON, Bundle: c.Bundle, Exec: true, ProcessJSON: pj, PreserveFds: o.PreserveFds}
 	if err := proto.Send(parentSock, proto.Message{Type: proto.MsgConfig, Config: cfg}); err != nil {
 		return nil, err
 	}

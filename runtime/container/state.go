@@ -46,8 +46,13 @@ type State struct {
 	Rootless      bool              `json:"rootless,omitempty"`
 	// OwnPidNS is true when the container has a private pid namespace, so
 	// killing its init kills everything in it.
-	OwnPidNS bool        `json:"ownPidNS"`
-	Config   *specs.Spec `json:"config"`
+	OwnPidNS bool `json:"ownPidNS"`
+	// Config is the container's config.json, decoded from ConfigJSON.
+	Config *specs.Spec `json:"-"`
+	// ConfigJSON is the config as stored: written as read from the bundle
+	// (encoding the runtime-spec type tree is a large part of a create's
+	// CPU), re-encoded only after Update changed it.
+	ConfigJSON json.RawMessage `json:"config"`
 }
 
 // Container is a handle to one container's state directory.
@@ -90,12 +95,23 @@ func Load(root, id string) (*Container, error) {
 	if err := json.Unmarshal(b, &c.State); err != nil {
 		return nil, fmt.Errorf("decode state of %s: %w", id, err)
 	}
+	c.Config = new(specs.Spec)
+	if err := json.Unmarshal(c.ConfigJSON, c.Config); err != nil {
+		return nil, fmt.Errorf("decode config in state of %s: %w", id, err)
+	}
 	return c, nil
 }
 
 // save writes state.json atomically: a reader sees the old or the new file,
 // never a partial one.
 func (c *Container) save() error {
+	if c.ConfigJSON == nil {
+		cj, err := json.Marshal(c.Config)
+		if err != nil {
+			return fmt.Errorf("encode config: %w", err)
+		}
+		c.ConfigJSON = cj
+	}
 	b, err := json.Marshal(&c.State)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)

@@ -32,6 +32,7 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 		c.Config.Linux = &specs.Linux{}
 	}
 	c.Config.Linux.Resources = mergeResources(c.Config.Linux.Resources, r)
+	c.ConfigJSON = nil
 	return c.save()
 }
 

@@ -45,12 +45,16 @@ func Init() {
 		os.Exit(1)
 	}
 	in := &initState{cfg: msg.Config, sock: sock, fifoFd: fifoFd, consoleFd: consoleFd}
+	decodeErr := in.cfg.Decode()
 	run := in.run
 	if in.cfg.Exec {
 		run = in.runExec
 	}
 	if err := nsenter.Err(); err != nil {
 		run = func() error { return err }
+	}
+	if decodeErr != nil {
+		run = func() error { return decodeErr }
 	}
 	if err := run(); err != nil {
 		if in.sock != nil {

@@ -62,9 +62,13 @@ const maxMsg = 4 << 20
 
 // InitConfig is everything the init needs to build the container.
 type InitConfig struct {
-	ID     string      `json:"id"`
-	Spec   *specs.Spec `json:"spec"`
-	Rootfs string      `json:"rootfs"`
+	ID string `json:"id"`
+	// Spec is decoded by the init from SpecJSON (see DecodeSpec).
+	Spec *specs.Spec `json:"-"`
+	// SpecJSON is config.json as read: re-encoding the runtime-spec type
+	// tree costs the parent more than the rest of a create.
+	SpecJSON json.RawMessage `json:"spec"`
+	Rootfs   string          `json:"rootfs"`
 	// Bundle is the absolute bundle path, used as cwd for createContainer hooks.
 	Bundle       string `json:"bundle"`
 	NoPivot      bool   `json:"noPivot,omitempty"`
@@ -79,8 +83,9 @@ type InitConfig struct {
 	CgroupNS bool `json:"cgroupNS,omitempty"`
 	// Exec marks a process joining an existing container (no rootfs setup).
 	Exec bool `json:"exec,omitempty"`
-	// Process overrides Spec.Process for exec.
-	Process *specs.Process `json:"process,omitempty"`
+	// Process overrides Spec.Process for exec (decoded from ProcessJSON).
+	Process     *specs.Process  `json:"-"`
+	ProcessJSON json.RawMessage `json:"process,omitempty"`
 	// CgroupMounts maps each v1 hierarchy mount point (or "unified") to the
 	// container's cgroup dir in it, for bind-mounting cgroupfs without cgroupns.
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
@@ -185,4 +190,19 @@ func Socketpair() (parent, child *os.File, err error) {
 		return nil, nil, fmt.Errorf("create init socketpair: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), "init-parent"), os.NewFile(uintptr(fds[1]), "init-child"), nil
+}
+
+// Decode fills Spec and Process from their JSON forms.
+func (c *InitConfig) Decode() error {
+	c.Spec = new(specs.Spec)
+	if err := json.Unmarshal(c.SpecJSON, c.Spec); err != nil {
+		return fmt.Errorf("decode config: %w", err)
+	}
+	if len(c.ProcessJSON) > 0 {
+		c.Process = new(specs.Process)
+		if err := json.Unmarshal(c.ProcessJSON, c.Process); err != nil {
+			return fmt.Errorf("decode process: %w", err)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"testing"
@@ -16,12 +17,16 @@ func TestRoundTrip(t *testing.T) {
 	}
 	defer parent.Close()
 	defer child.Close()
-	cfg := &InitConfig{ID: "c1", Spec: &specs.Spec{Version: "1.0.2", Hostname: "h"}, PreserveFds: 2, MountFds: map[int]int{3: 7}}
+	sj, _ := json.Marshal(&specs.Spec{Version: "1.0.2", Hostname: "h"})
+	cfg := &InitConfig{ID: "c1", SpecJSON: sj, PreserveFds: 2, MountFds: map[int]int{3: 7}}
 	if err := Send(parent, Message{Type: MsgConfig, Config: cfg}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := Recv(child)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Config.Decode(); err != nil {
 		t.Fatal(err)
 	}
 	if m.Type != MsgConfig || m.Config.ID != "c1" || m.Config.Spec.Hostname != "h" || m.Config.MountFds[3] != 7 || m.Fd != -1 {
