@@ -14,22 +14,22 @@ import (
 type kongExit int
 
 // testParser builds the real CLI with output discarded and Exit turned into a panic.
-func testParser(t *testing.T) (*kong.Kong, *cli) {
+func testParser(t *testing.T, args []string) (*kong.Kong, any) {
 	t.Helper()
 	var c cli
-	p, err := kong.New(&c, kong.Name("cubo-runc"), kong.Writers(io.Discard, io.Discard),
+	p, chosen, err := newParser(&c, args, kong.Writers(io.Discard, io.Discard),
 		kong.Exit(func(code int) { panic(kongExit(code)) }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, &c
+	return p, chosen
 }
 
 // parse runs normalizeArgs and kong on args as run does, and reports a kong exit (help,
 // version) as exited.
-func parse(t *testing.T, args []string) (c *cli, cmd string, exited bool, err error) {
+func parse(t *testing.T, args []string) (c any, cmd string, exited bool, err error) {
 	t.Helper()
-	p, c := testParser(t)
+	p, c := testParser(t, args)
 	defer func() {
 		if r := recover(); r != nil {
 			if _, ok := r.(kongExit); ok {
@@ -145,15 +145,17 @@ func FuzzArgvPositional(f *testing.F) {
 			if !strings.HasPrefix(cmd, "exec <container-id>") {
 				t.Fatalf("%q: parsed as %q", argv, cmd)
 			}
-			if c.Exec.ID != id || !slices.Equal(c.Exec.Command, want) && !(len(want) == 0 && len(c.Exec.Command) == 0) {
-				t.Fatalf("%q: exec ID %q command %q, want %q %q", argv, c.Exec.ID, c.Exec.Command, id, want)
+			e := c.(*execCmd)
+			if e.ID != id || !slices.Equal(e.Command, want) && !(len(want) == 0 && len(e.Command) == 0) {
+				t.Fatalf("%q: exec ID %q command %q, want %q %q", argv, e.ID, e.Command, id, want)
 			}
 		case "ps":
 			if err != nil {
 				t.Fatalf("%q: %v", argv, err)
 			}
-			if c.Ps.ID != id || !slices.Equal(c.Ps.Args, want) && !(len(want) == 0 && len(c.Ps.Args) == 0) {
-				t.Fatalf("%q: ps ID %q args %q, want %q %q", argv, c.Ps.ID, c.Ps.Args, id, want)
+			ps := c.(*psCmd)
+			if ps.ID != id || !slices.Equal(ps.Args, want) && !(len(want) == 0 && len(ps.Args) == 0) {
+				t.Fatalf("%q: ps ID %q args %q, want %q %q", argv, ps.ID, ps.Args, id, want)
 			}
 		case "kill":
 			switch {
@@ -163,10 +165,10 @@ func FuzzArgvPositional(f *testing.F) {
 				}
 			case err != nil:
 				t.Fatalf("%q: %v", argv, err)
-			case c.Kill.ID != id:
-				t.Fatalf("%q: kill ID %q", argv, c.Kill.ID)
-			case len(want) == 1 && c.Kill.Signal != want[0]:
-				t.Fatalf("%q: kill signal %q, want %q", argv, c.Kill.Signal, want[0])
+			case c.(*killCmd).ID != id:
+				t.Fatalf("%q: kill ID %q", argv, c.(*killCmd).ID)
+			case len(want) == 1 && c.(*killCmd).Signal != want[0]:
+				t.Fatalf("%q: kill signal %q, want %q", argv, c.(*killCmd).Signal, want[0])
 			}
 		}
 	})

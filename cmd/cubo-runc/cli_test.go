@@ -2,24 +2,25 @@ package main
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/alecthomas/kong"
 	"golang.org/x/sys/unix"
 )
 
-func newParser(t *testing.T) *kong.Kong {
+func fullParser(t *testing.T) *kong.Kong {
 	t.Helper()
 	var c cli
-	p, err := kong.New(&c, kong.Name("cubo-runc"), kong.Exit(func(int) { t.Fatal("parser exited") }))
-	if err != nil {
-		t.Fatal(err)
+	p, chosen, err := newParser(&c, nil, kong.Exit(func(int) { t.Fatal("parser exited") }))
+	if err != nil || chosen != nil {
+		t.Fatal(err, chosen)
 	}
 	return p
 }
 
 func TestNormalizeArgs(t *testing.T) {
-	p := newParser(t)
+	p := fullParser(t)
 	cases := []struct{ in, want []string }{
 		// go-runc's single-dash long flags.
 		{[]string{"--root", "/r", "run", "-no-subreaper", "-d", "x"}, []string{"--root", "/r", "run", "--no-subreaper", "-d", "x"}},
@@ -44,19 +45,38 @@ func TestNormalizeArgs(t *testing.T) {
 
 func TestParseExecArgs(t *testing.T) {
 	var c cli
-	p, err := kong.New(&c, kong.Name("cubo-runc"))
+	in := []string{"--root", "/r", "exec", "--env", "A=1,2", "-e", "B=3", "x", "sh", "-c", "echo -n"}
+	p, chosen, err := newParser(&c, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := normalizeArgs(p, []string{"exec", "--env", "A=1,2", "-e", "B=3", "x", "sh", "-c", "echo -n"})
-	if _, err := p.Parse(args); err != nil {
+	e, ok := chosen.(*execCmd)
+	if !ok {
+		t.Fatalf("parser built for %T, want only exec", chosen)
+	}
+	if _, err := p.Parse(normalizeArgs(p, in)); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(c.Exec.Env, []string{"A=1,2", "B=3"}) {
-		t.Fatalf("env split or lost: %q", c.Exec.Env)
+	if !reflect.DeepEqual(e.Env, []string{"A=1,2", "B=3"}) {
+		t.Fatalf("env split or lost: %q", e.Env)
 	}
-	if c.Exec.ID != "x" || !reflect.DeepEqual(c.Exec.Command, []string{"sh", "-c", "echo -n"}) {
-		t.Fatalf("id %q command %q", c.Exec.ID, c.Exec.Command)
+	if e.ID != "x" || !reflect.DeepEqual(e.Command, []string{"sh", "-c", "echo -n"}) || c.Root != "/r" {
+		t.Fatalf("id %q command %q root %q", e.ID, e.Command, c.Root)
+	}
+}
+
+func TestFindVerb(t *testing.T) {
+	for in, want := range map[string]string{
+		"--root /r --log-format json create x": "create",
+		"-log /l kill x 9":                     "kill",
+		"--root=/r state x":                    "state",
+		"--help":                               "",
+		"bogus x":                              "",
+		"--debug delete -f x":                  "delete",
+	} {
+		if got := findVerb(strings.Fields(in)); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
 	}
 }
 
