@@ -96,7 +96,7 @@ func (c *Container) Exec(o ExecOpts) (_ *os.Process, retErr error) {
 		}
 		files = append(files, os.NewFile(uintptr(fd), "preserved"))
 	}
-	env := []string{"GOMAXPROCS=1", nsenter.EnvNSEnter + "=" + strings.Join(joins, ";")}
+	env := []string{"GOMAXPROCS=1", "GOGC=off", nsenter.EnvNSEnter + "=" + strings.Join(joins, ";")}
 	add := func(name string, f *os.File) int {
 		files = append(files, f)
 		n := 2 + len(files)

@@ -51,7 +51,7 @@ func (in *initState) setupConsole(ps *specs.Process) error {
 	if in.cfg.Exec {
 	} else if fd, err := unix.Open("/dev/console", unix.O_CREAT|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600); err == nil {
 		unix.Close(fd)
-		if err := unix.Mount(slavePath, "/dev/console", "", unix.MS_BIND, ""); err != nil {
+		if err := mount(slavePath, "/dev/console", "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind mount %s on /dev/console: %w", slavePath, err)
 		}
 	}

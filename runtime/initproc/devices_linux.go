@@ -145,7 +145,7 @@ func bindDevice(root *os.File, d specs.LinuxDevice) error {
 		return fmt.Errorf("create device %s: %w", d.Path, err)
 	}
 	defer f.Close()
-	if err := unix.Mount(d.Path, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), "", unix.MS_BIND, ""); err != nil {
+	if err := mount(d.Path, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind mount device %s: %w", d.Path, err)
 	}
 	return nil

@@ -39,7 +39,7 @@ func Init() {
 	consoleFd, _ := envFd(proto.EnvConsoleFd)
 	os.Clearenv()
 
-	msg, err := proto.Recv(sock)
+	msg, err := proto.RecvRaw(sock)
 	if err != nil || msg.Type != proto.MsgConfig || msg.Config == nil {
 		// The parent died or sent garbage: nobody is listening, just go.
 		os.Exit(1)
@@ -236,7 +236,7 @@ func (in *initState) run() error {
 func (in *initState) waitStart() error {
 	// fifoFd is an O_PATH fd of the state dir, opened on the host side:
 	// the fifo's path is not reachable after pivot_root.
-	fd, err := unix.Openat(in.fifoFd, "exec.fifo", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, err := rawOpenat(in.fifoFd, "exec.fifo", unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}

@@ -37,7 +37,7 @@ func (in *initState) setupRootfs() error {
 		}
 		rootProp = p
 	}
-	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+	if err := mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set propagation of / to %s: %w", propName(prop), err)
 	}
 	// pivot_root refuses a new root whose parent mount is shared.
@@ -45,7 +45,7 @@ func (in *initState) setupRootfs() error {
 		return err
 	}
 	// pivot_root and MS_MOVE need the rootfs to be a mount point.
-	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind mount rootfs %s: %w", c.Rootfs, err)
 	}
 	root, err := os.OpenFile(c.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -88,7 +88,7 @@ func (in *initState) setupRootfs() error {
 		if err := proto.Send(in.sock, proto.Message{Type: proto.MsgHooks}); err != nil {
 			return err
 		}
-		m, err := proto.Recv(in.sock)
+		m, err := proto.RecvRaw(in.sock)
 		if err != nil {
 			return fmt.Errorf("wait for prestart hooks: %w", err)
 		}
@@ -113,7 +113,7 @@ func (in *initState) setupRootfs() error {
 		return err
 	}
 	if rootProp != 0 {
-		if err := unix.Mount("", "/", "", rootProp, ""); err != nil {
+		if err := mount("", "/", "", rootProp, ""); err != nil {
 			return fmt.Errorf("set propagation of / to %s: %w", propName(rootProp), err)
 		}
 	}
@@ -166,7 +166,7 @@ func makeParentPrivate(path string) error {
 	if !strings.Contains(mi.optional, "shared:") {
 		return nil
 	}
-	if err := unix.Mount("", mi.mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
+	if err := mount("", mi.mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make %s private: %w", mi.mountpoint, err)
 	}
 	return nil
@@ -290,13 +290,13 @@ func (in *initState) mountOne(root *os.File, m *specs.Mount, mountFd int) error 
 		if opts.Flags&unix.MS_REC != 0 {
 			flags |= unix.MS_REC
 		}
-		if err := unix.Mount(src, tpath, "", flags, ""); err != nil {
+		if err := mount(src, tpath, "", flags, ""); err != nil {
 			return fmt.Errorf("bind mount %s on %s: %w", m.Source, dest, err)
 		}
 	} else {
 		typ := m.Type
 		data := opts.Data
-		if err := unix.Mount(m.Source, tpath, typ, opts.Flags, data); err != nil {
+		if err := mount(m.Source, tpath, typ, opts.Flags, data); err != nil {
 			return fmt.Errorf("mount %s (%s) on %s: %w", m.Source, typ, dest, err)
 		}
 	}
@@ -318,7 +318,7 @@ func (in *initState) mountOne(root *os.File, m *specs.Mount, mountFd int) error 
 		}
 	}
 	for _, p := range opts.Propagation {
-		if err := unix.Mount("", mpath, "", p, ""); err != nil {
+		if err := mount("", mpath, "", p, ""); err != nil {
 			return fmt.Errorf("set propagation on %s: %w", dest, err)
 		}
 	}
@@ -339,7 +339,7 @@ func remountBind(path string, flags uintptr) error {
 	if err := unix.Statfs(path, &st); err == nil {
 		flags |= uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
 	}
-	return unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
+	return mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
 }
 
 // remountInRoot remounts the mount now at dest (inside root) with flags.
@@ -425,7 +425,7 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 		return fmt.Errorf("mount %s: %w", dest, err)
 	}
 	tpath := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
-	err = unix.Mount("tmpfs", tpath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755")
+	err = mount("tmpfs", tpath, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755")
 	target.Close()
 	if err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", dest, err)
@@ -446,14 +446,14 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 			if e.fstype == "cgroup" {
 				data = cgroupSubsystems(e.superOpts)
 			}
-			err = unix.Mount("cgroup", spath, e.fstype, flags, data)
+			err = mount("cgroup", spath, e.fstype, flags, data)
 		} else {
 			key := cgroupKey(e)
 			rel := own[key]
 			// Paths in /proc/self/cgroup are relative to the hierarchy
 			// root, the mount may show only a subtree of it.
 			rel = strings.TrimPrefix(rel, strings.TrimSuffix(e.root, "/"))
-			err = unix.Mount(filepath.Join(e.mountpoint, rel), spath, "", unix.MS_BIND|unix.MS_REC, "")
+			err = mount(filepath.Join(e.mountpoint, rel), spath, "", unix.MS_BIND|unix.MS_REC, "")
 			if err == nil && flags != 0 {
 				err = remountInRoot(root, dest+"/"+name, flags)
 			}
@@ -469,7 +469,7 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 			return err
 		}
 		defer t.Close()
-		if err := unix.Mount("", "/proc/self/fd/"+strconv.Itoa(int(t.Fd())), "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
+		if err := mount("", "/proc/self/fd/"+strconv.Itoa(int(t.Fd())), "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
 			return fmt.Errorf("remount %s read-only: %w", dest, err)
 		}
 	}
@@ -484,14 +484,14 @@ func (in *initState) mountCgroup2(root *os.File, m *specs.Mount, dest string, op
 	defer target.Close()
 	tpath := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
 	flags := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
-	err = unix.Mount("cgroup2", tpath, "cgroup2", flags, "")
+	err = mount("cgroup2", tpath, "cgroup2", flags, "")
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY) {
 		// Without a cgroup namespace the kernel may refuse a fresh
 		// instance; bind the container's own cgroup instead.
 		for _, e := range entries {
 			if e.fstype == "cgroup2" {
 				rel := strings.TrimPrefix(own[""], strings.TrimSuffix(e.root, "/"))
-				if err = unix.Mount(filepath.Join(e.mountpoint, rel), tpath, "", unix.MS_BIND|unix.MS_REC, ""); err == nil && flags != 0 {
+				if err = mount(filepath.Join(e.mountpoint, rel), tpath, "", unix.MS_BIND|unix.MS_REC, ""); err == nil && flags != 0 {
 					err = remountInRoot(root, dest, flags)
 				}
 				break
@@ -565,7 +565,7 @@ func pivotRoot(rootfs string) error {
 		return fmt.Errorf("chdir to old root: %w", err)
 	}
 	// The old root must not propagate the unmount back to the host.
-	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+	if err := mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make old root slave: %w", err)
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
@@ -582,7 +582,7 @@ func moveRoot(rootfs string) error {
 	if err := unix.Chdir(rootfs); err != nil {
 		return fmt.Errorf("chdir to rootfs: %w", err)
 	}
-	if err := unix.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
+	if err := mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
 		return fmt.Errorf("move rootfs to /: %w", err)
 	}
 	if err := unix.Chroot("."); err != nil {
@@ -618,7 +618,7 @@ func finalizeRootfs(s *specs.Spec) error {
 }
 
 func readonlyPath(p string) error {
-	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
@@ -639,9 +639,9 @@ func maskPath(p string) error {
 		return fmt.Errorf("stat masked path %s: %w", p, err)
 	}
 	if fi.IsDir() {
-		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
+		err = mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
 	} else {
-		err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		err = mount("/dev/null", p, "", unix.MS_BIND, "")
 	}
 	if err != nil {
 		return fmt.Errorf("mask path %s: %w", p, err)

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -132,15 +133,27 @@ func Send(f *os.File, m Message) error {
 
 // Recv reads one message. io.EOF means the other end closed the socket,
 // which for the parent means the init died or finished.
-func Recv(f *os.File) (Message, error) {
+func Recv(f *os.File) (Message, error) { return recv(f, false) }
+
+// RecvRaw is Recv with raw syscalls, for the container init: it waits
+// without the Go scheduler's syscall bookkeeping, which would hand its P
+// to another thread and wake sysmon (see initproc's raw_linux.go).
+func RecvRaw(f *os.File) (Message, error) { return recv(f, true) }
+
+func recv(f *os.File, raw bool) (Message, error) {
 	var m Message
 	// Peek with MSG_TRUNC to learn the datagram's size, so a small message
 	// does not cost a maxMsg buffer (peak RSS is a speed target).
 	var one [1]byte
 	var n int
 	var err error
+	fd := int(f.Fd())
 	for {
-		n, _, err = unix.Recvfrom(int(f.Fd()), one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		if raw {
+			n, err = rawRecv(fd, one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		} else {
+			n, _, err = unix.Recvfrom(fd, one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		}
 		if err != unix.EINTR {
 			break
 		}
@@ -205,4 +218,13 @@ func (c *InitConfig) Decode() error {
 		}
 	}
 	return nil
+}
+
+// rawRecv is recvfrom(2) without address, as a raw syscall.
+func rawRecv(fd int, p []byte, flags int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), uintptr(flags), 0, 0)
+	if e != 0 {
+		return int(r), e
+	}
+	return int(r), nil
 }
