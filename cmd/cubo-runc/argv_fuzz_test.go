@@ -135,6 +135,10 @@ func FuzzArgvPositional(f *testing.F) {
 		argv = append(argv, tail...)
 
 		c, cmd, exited, err := parse(t, argv)
+		if err != nil && strings.Contains(err.Error(), "value but got") {
+			// Known bug, pinned by TestArgvDashValue: a flag value starting with "-".
+			t.Skipf("BUG: %q: %v (TestArgvDashValue)", argv, err)
+		}
 		if exited {
 			t.Fatalf("%q: a word after the container ID was taken as --help/--version", argv)
 		}
@@ -198,6 +202,23 @@ func TestArgvNotUTF8(t *testing.T) {
 		}
 		if got := tc.got(c); !slices.Equal(got, tc.want) {
 			t.Skipf("BUG: %q: the command gets %q, want %q (kong rewrites invalid UTF-8 as U+FFFD)", tc.argv, got, tc.want)
+		}
+	}
+}
+
+// TestArgvDashValue: runc's flag parsing takes the next word as a flag's value even when
+// it starts with "-": `update --memory -1 ID` (runc's documented "unlimited") and
+// `exec --env -x ID cmd`. Found by FuzzArgvPositional
+// (testdata/fuzz/FuzzArgvPositional/4169aa58266e1c7a).
+func TestArgvDashValue(t *testing.T) {
+	for _, argv := range [][]string{
+		{"update", "--memory", "-1", "ctr"},
+		{"update", "--memory-swap", "-1", "ctr"},
+		{"exec", "--env", "-x", "ctr", "true"},
+		{"exec", "--cwd", "-dir", "ctr", "true"},
+	} {
+		if _, _, _, err := parse(t, argv); err != nil {
+			t.Skipf("BUG: %q: %v (normalizeArgs copies the value as a separate word; kong then takes it for a flag)", argv, err)
 		}
 	}
 }
