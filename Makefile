@@ -15,7 +15,7 @@ TEST_DEBS := busybox-static runc crun skopeo umoci docker-registry gcc libc6-dev
              containernetworking-plugins iptables iproute2 curl \
              containerd podman conmon docker.io
 
-.PHONY: all build test unit-test integration deps lint conformance interop bench demo clean
+.PHONY: all build test unit-test integration deps lint conformance interop bench fuzz demo clean
 
 all: build
 
@@ -53,6 +53,20 @@ conformance: build
 # their runtime; `make test` runs the same checks through go test.
 interop: build
 	./tests/interop/run.sh $(CURDIR)/$(BIN)/cubo-runc
+
+# bench measures cubo-runc against runc and crun, and cubo against podman,
+# side by side; it writes docs/benchmarks.md (about 13 minutes).
+bench: build
+	$(GO) run ./tests/bench
+
+# fuzz runs every fuzz target for FUZZTIME each (plain `go test` runs only
+# their seed corpora).
+FUZZTIME ?= 20s
+FUZZ_TARGETS := spec:FuzzLoad spec:FuzzParseMountOptions images:FuzzNormalizeName images:FuzzApplyTar \
+                manager:FuzzLogs cmd/cubo-runc:FuzzArgv cmd/cubo-runc:FuzzArgvPositional build/cubofile:FuzzParse
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== fuzz ./$$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 # demo runs a real container offline: Debian's busybox-static as the image.
 demo: build

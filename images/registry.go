@@ -124,6 +124,9 @@ func registryErr(err error) error {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
 	case errors.Is(err, errs.ErrDigestMismatch), errors.Is(err, errs.ErrShortRead), errors.Is(err, errs.ErrSizeLimitExceeded):
 		return fmt.Errorf("%w: %w", err, errdefs.ErrDataLoss)
+	case errors.Is(err, errs.ErrUnsupportedMediaType):
+		// Retrying will not help: say what is missing, not "unavailable".
+		return fmt.Errorf("%w: %w", err, errdefs.ErrNotImplemented)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}

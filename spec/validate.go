@@ -101,6 +101,17 @@ func ValidateProcess(p *specs.Process) error {
 	if len(p.Args) == 0 {
 		return invalid("args must not be empty")
 	}
+	// (uid_t)-1 means "unchanged" to setresuid(2): a config asking for
+	// 4294967295 would silently run as root. runc refuses the upper half.
+	const maxID = 1<<31 - 1
+	if p.User.UID > maxID || p.User.GID > maxID {
+		return invalid("process.user: uids and gids must be in range 0-%d", maxID)
+	}
+	for i, g := range p.User.AdditionalGids {
+		if g > maxID {
+			return invalid("process.user.additionalGids[%d]: uids and gids must be in range 0-%d", i, maxID)
+		}
+	}
 	for i, e := range p.Env {
 		if strings.IndexByte(e, 0) >= 0 {
 			return invalid("process.env[%d]: %q contains a NUL byte", i, e)

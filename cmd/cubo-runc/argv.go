@@ -53,12 +53,18 @@ func normalizeArgs(p *kong.Kong, args []string) []string {
 				out = append(out, "--rootless=true")
 				continue
 			}
-			out = append(out, a)
-			// A flag that takes a value as the next word: copy it as is.
+			// A flag that takes its value as the next word: join them, so
+			// a value starting with "-" (`--memory -1`, runc's way to say
+			// unlimited) is not taken for a flag.
 			if known && eq < 0 && !f.IsBool() && !f.IsCounter() && i+1 < len(args) {
 				i++
-				out = append(out, args[i])
+				if !strings.HasPrefix(a, "--") {
+					a = "--" + f.Name // a short flag: -e VALUE -> --env=VALUE
+				}
+				out = append(out, a+"="+args[i])
+				continue
 			}
+			out = append(out, a)
 			continue
 		}
 		out = append(out, a)

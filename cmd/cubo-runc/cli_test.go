@@ -23,14 +23,17 @@ func TestNormalizeArgs(t *testing.T) {
 	p := fullParser(t)
 	cases := []struct{ in, want []string }{
 		// go-runc's single-dash long flags.
-		{[]string{"--root", "/r", "run", "-no-subreaper", "-d", "x"}, []string{"--root", "/r", "run", "--no-subreaper", "-d", "x"}},
+		{[]string{"--root", "/r", "run", "-no-subreaper", "-d", "x"}, []string{"--root=/r", "run", "--no-subreaper", "-d", "x"}},
+		// values starting with "-" stay values.
+		{[]string{"update", "--memory", "-1", "x"}, []string{"update", "--memory=-1", "x"}},
+		{[]string{"exec", "-e", "-x", "x", "sh"}, []string{"exec", "--env=-x", "x", "--", "sh"}},
 		{[]string{"-log-format=json", "state", "x"}, []string{"--log-format=json", "state", "x"}},
 		// exec: everything after the ID is the process's argv.
 		{[]string{"exec", "-t", "x", "ls", "-la", "--env", "A"}, []string{"exec", "-t", "x", "--", "ls", "-la", "--env", "A"}},
 		// kill: the signal after the ID stays positional.
 		{[]string{"kill", "--all", "x", "9"}, []string{"kill", "--all", "x", "--", "9"}},
 		// create's --detach is a no-op go-runc may send.
-		{[]string{"create", "--detach", "--bundle", "/b", "x"}, []string{"create", "--bundle", "/b", "x"}},
+		{[]string{"create", "--detach", "--bundle", "/b", "x"}, []string{"create", "--bundle=/b", "x"}},
 		// runc's `spec --rootless` is a bool.
 		{[]string{"spec", "--rootless"}, []string{"spec", "--rootless=true"}},
 		// flags after the ID for commands without trailing args.

@@ -254,6 +254,9 @@ func mountOf(path string) (mountEntry, error) {
 // in after resolution cannot redirect it to the host.
 func (in *initState) mountOne(root *os.File, m *specs.Mount, mountFd int) error {
 	dest := inRoot(root, cleanDest(m.Destination))
+	if err := checkProcMount(m, dest); err != nil {
+		return err
+	}
 	opts := spec.ParseMountOptions(m.Options)
 	bind := isBind(m)
 	if m.Type == "cgroup" && !bind {
@@ -682,4 +685,38 @@ func chrootOnly(rootfs string) error {
 		return fmt.Errorf("chdir to /: %w", err)
 	}
 	return nil
+}
+
+// procFilesAllowed are the /proc files a bind mount may cover: the ones
+// lxcfs serves to make /proc reflect the container's limits.
+var procFilesAllowed = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true,
+	"/proc/stat": true, "/proc/swaps": true, "/proc/uptime": true,
+	"/proc/loadavg": true, "/proc/slabinfo": true, "/proc/net/dev": true,
+	"/proc/sys/kernel/ns_last_pid": true,
+}
+
+// checkProcMount refuses mounts inside /proc (CVE-2019-19921): covering
+// /proc/sys or /proc/self/attr with something else would turn the
+// runtime's own writes there (sysctls, LSM labels) into writes to that
+// something, such as a host directory. dest is already resolved inside the
+// rootfs, so a symlink such as /data -> /proc cannot hide it.
+func checkProcMount(m *specs.Mount, dest string) error {
+	if dest != "/proc" && !strings.HasPrefix(dest, "/proc/") {
+		return nil
+	}
+	if dest == "/proc" && m.Type == "proc" {
+		return nil
+	}
+	if dest == "/proc" && isBind(m) {
+		// Binding another procfs there (rootless setups do) is fine.
+		var st unix.Statfs_t
+		if unix.Statfs(m.Source, &st) == nil && st.Type == unix.PROC_SUPER_MAGIC {
+			return nil
+		}
+	}
+	if procFilesAllowed[dest] && isBind(m) {
+		return nil
+	}
+	return fmt.Errorf("%q cannot be mounted because it is inside /proc", m.Destination)
 }
