@@ -49,7 +49,16 @@ type CreateOpts struct {
 	// (only with Interactive).
 	Interactive bool
 	Tty         bool
+	// LogMaxSize caps container.log: at this size it is rotated to container.log.1,
+	// so the logs take at most about twice that. "" means DefaultLogMaxSize, "0" no cap.
+	LogMaxSize string
 }
+
+// DefaultLogMaxSize is the log size cap of a container whose CreateOpts leave it unset.
+const DefaultLogMaxSize = 10 << 20
+
+// minLogMaxSize keeps a rotation from happening at every line.
+const minLogMaxSize = 64 << 10
 
 // parsed is CreateOpts checked and turned into what the bundle needs.
 type parsed struct {
@@ -62,6 +71,7 @@ type parsed struct {
 	targetNetNS string
 	tmpfs       [][2]string
 	memory      int64
+	logMax      int64
 }
 
 // ParseVolume parses HOST:CONT[:ro|rw]; HOST must be an existing absolute path.
@@ -149,6 +159,20 @@ func (o *CreateOpts) check() (*parsed, error) {
 		}
 		p.memory = n
 	}
+	p.logMax = DefaultLogMaxSize
+	if o.LogMaxSize != "" {
+		n, err := spec.ParseBytes(o.LogMaxSize)
+		if o.LogMaxSize == "0" {
+			n, err = 0, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("log max size: %w", err)
+		}
+		if n != 0 && n < minLogMaxSize {
+			return nil, fmt.Errorf("log max size %s: at least %d bytes, or 0 for no cap: %w", o.LogMaxSize, minLogMaxSize, errdefs.ErrInvalidArgument)
+		}
+		p.logMax = n
+	}
 	if o.CPUs < 0 || o.PidsLimit < 0 {
 		return nil, fmt.Errorf("cpus and pids-limit must not be negative: %w", errdefs.ErrInvalidArgument)
 	}
@@ -214,7 +238,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	c := &Container{
 		ID: id, Name: o.Name, Image: o.Image, ImageID: img.ID.String(),
 		Ports: recordPorts(p.ports), Volumes: p.volumes, Network: p.mode.String(),
-		AutoRemove: o.AutoRemove, Interactive: o.Interactive, Tty: o.Tty,
+		AutoRemove: o.AutoRemove, Interactive: o.Interactive, Tty: o.Tty, LogMaxSize: p.logMax,
 		Runtime: rt, RuntimeRoot: m.runtimeRoot(rt),
 		Status: StatusCreated, Created: time.Now().UTC(),
 		StopSignal: img.Config.Config.StopSignal,
@@ -478,14 +502,45 @@ func (m *Manager) reserveName(name, id string) error {
 		if !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("reserve name %s: %w", name, err)
 		}
+		// Taking over a stale name is read-check-remove: without the lock, two takers
+		// could both read the dead owner and the second would remove the first's fresh
+		// claim, leaving two containers with one name.
+		unlock, err := m.lockNames()
+		if err != nil {
+			return err
+		}
 		b, rerr := os.ReadFile(m.nameFile(name))
 		owner := strings.TrimSpace(string(b))
-		if rerr != nil || !idRe.MatchString(owner) || m.exists(owner) {
+		if rerr == nil && (!idRe.MatchString(owner) || m.exists(owner)) {
+			unlock()
 			return fmt.Errorf("name %q is already in use: %w", name, errdefs.ErrAlreadyExists)
 		}
-		os.Remove(m.nameFile(name))
+		if rerr == nil {
+			os.Remove(m.nameFile(name))
+		}
+		unlock()
 	}
 	return fmt.Errorf("name %q is already in use: %w", name, errdefs.ErrAlreadyExists)
+}
+
+// lockNames takes the flock on the names dir that removals of name files hold; claims
+// (O_EXCL creates) need none.
+func (m *Manager) lockNames() (func(), error) {
+	f, err := os.Open(filepath.Join(m.dir, ".names"))
+	if err != nil {
+		return nil, fmt.Errorf("lock names: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock names: %w", err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // exists tells whether a container (committed or being created) with the ID exists.
@@ -502,6 +557,12 @@ func (m *Manager) releaseName(c *Container) {
 	if c.Name == "" {
 		return
 	}
+	unlock, err := m.lockNames()
+	if err != nil {
+		m.log.Warn().Err(err).Str("name", c.Name).Msg("release name")
+		return
+	}
+	defer unlock()
 	b, err := os.ReadFile(m.nameFile(c.Name))
 	if err == nil && strings.TrimSpace(string(b)) == c.ID {
 		os.Remove(m.nameFile(c.Name))
@@ -526,7 +587,13 @@ func (m *Manager) destroyFiles(c *Container) error {
 	if err := m.teardownNetwork(context.Background(), c.ID); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(c.dir); err != nil {
+	// Renamed out of the way first: a removal killed half-way leaves a ".rm-" dir that
+	// the next listing finishes, never a container dir that lost its record.
+	tomb := filepath.Join(m.dir, ".rm-"+c.ID)
+	if err := os.Rename(c.dir, tomb); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", c.dir, err)
+	}
+	if err := os.RemoveAll(tomb); err != nil {
 		return fmt.Errorf("remove %s: %w", c.dir, err)
 	}
 	m.releaseName(c)

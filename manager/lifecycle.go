@@ -254,6 +254,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 			return fmt.Errorf("delete runtime state of %s: %w", c.ID, err)
 		}
 	}
+	removeCgroups(c.dir)
 	return m.destroyFiles(c)
 }
 

@@ -102,6 +102,12 @@ type Container struct {
 	ExitCode    int       `json:"exit_code"`
 	Pid         int       `json:"pid,omitempty"`
 	MonitorPid  int       `json:"monitor_pid,omitempty"`
+	// OOMKilled says the kernel's OOM killer killed a process of the container (its
+	// memory cgroup counted an oom_kill), as docker's State.OOMKilled.
+	OOMKilled bool `json:"OOMKilled"`
+	// LogMaxSize is the size at which container.log is rotated to container.log.1
+	// (the previous .1 is dropped); 0 means no cap.
+	LogMaxSize int64 `json:"log_max_size,omitempty"`
 	// Error says why the container stopped abnormally or why its state is uncertain
 	// (start failure, monitor died, creation interrupted).
 	Error string `json:"error,omitempty"`
@@ -125,7 +131,9 @@ func (c *Container) runtime() *ociruntime.Runtime {
 const (
 	metaName = "meta.json"
 	logName  = "container.log"
-	lockName = "lock"
+	// rotatedLogName is the one rotated log file kept beside logName.
+	rotatedLogName = logName + ".1"
+	lockName       = "lock"
 )
 
 // Manager manages the containers under one root dir.
@@ -412,6 +420,14 @@ func (m *Manager) List(ctx context.Context) ([]*Container, error) {
 		name := e.Name()
 		if strings.HasPrefix(name, ".new-") {
 			m.collectStaging(name)
+			continue
+		}
+		if strings.HasPrefix(name, ".rm-") {
+			// A removal's tombstone: its rootfs was unmounted before the rename, so
+			// finishing what a killed rm started is safe.
+			if !isMountPoint(filepath.Join(m.dir, name, "rootfs")) {
+				os.RemoveAll(filepath.Join(m.dir, name))
+			}
 			continue
 		}
 		if !e.IsDir() || !idRe.MatchString(name) {

@@ -86,6 +86,11 @@ func (c *buildCmd) Run(g *globals) error {
 	if !c.NoPull {
 		opts.Pull = func(ctx context.Context, ref string) (*images.Image, error) { return st.Pull(ctx, ref) }
 	}
+	// What a killed build left (its RUN step still running, step mounts) goes first,
+	// when no other build or pull runs.
+	if m, err := g.manager(); err == nil {
+		m.CollectBuilds(ctx)
+	}
 	res, err := build.Build(ctx, st, plan, opts)
 	if err != nil {
 		return fmt.Errorf("build %s: %w", tag, err)

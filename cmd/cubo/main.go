@@ -39,6 +39,7 @@ type cli struct {
 	Exec      execCmd      `cmd:"" help:"Run a command in a running container." group:"Containers"`
 	Inspect   inspectCmd   `cmd:"" help:"Show containers' records and configs as JSON." group:"Containers"`
 	Network   networkCmd   `cmd:"" help:"Manage bridge networks." group:"Containers"`
+	System    systemCmd    `cmd:"" help:"Check the root dir's integrity (and repair it)." group:"System"`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
