@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,11 +33,11 @@ func (m *Manager) Logs(ctx context.Context, ref string, o LogsOpts, stdout, stde
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(c.LogPath())
+	old, f, err := openLogs(c)
 	if err != nil {
-		return fmt.Errorf("open log of %s: %w", c.ID, err)
+		return err
 	}
-	defer f.Close()
+	defer func() { f.Close() }()
 	out := func(line []byte) {
 		var l logLine
 		if json.Unmarshal(line, &l) != nil {
@@ -55,12 +58,11 @@ func (m *Manager) Logs(ctx context.Context, ref string, o LogsOpts, stdout, stde
 		}
 		_, _ = w.Write(b.Bytes())
 	}
-	r := bufio.NewReaderSize(f, 64<<10)
+	var lines [][]byte
+	// collect reads the complete lines of r; keep bounds how many are kept (all when
+	// negative). A line still being written (no newline yet) waits in pending.
 	var pending []byte
-	// drain prints the complete lines available now; a line still being written (no
-	// newline yet) waits in pending for the rest.
-	drain := func(keep int) {
-		var lines [][]byte
+	collect := func(r *bufio.Reader, keep int) {
 		for {
 			chunk, err := r.ReadBytes('\n')
 			pending = append(pending, chunk...)
@@ -73,9 +75,23 @@ func (m *Manager) Logs(ctx context.Context, ref string, o LogsOpts, stdout, stde
 				lines = lines[1:]
 			}
 		}
+	}
+	flush := func() {
 		for _, l := range lines {
 			out(l)
 		}
+		lines = nil
+	}
+	if old != nil {
+		// The rotated file is complete: whatever it lacks a newline for is lost.
+		collect(bufio.NewReaderSize(old, 64<<10), o.Tail)
+		old.Close()
+		pending = nil
+	}
+	r := bufio.NewReaderSize(f, 64<<10)
+	drain := func(keep int) {
+		collect(r, keep)
+		flush()
 	}
 	if !o.Follow {
 		drain(o.Tail)
@@ -116,6 +132,20 @@ func (m *Manager) Logs(ctx context.Context, ref string, o LogsOpts, stdout, stde
 		// The monitor records "stopped" only after the last line is in the log, so
 		// draining after seeing it prints everything.
 		drain(-1)
+		// A rotation renamed the file we read to container.log.1: it is complete once
+		// drained, and the rest is in the new container.log.
+		for rotated(f, c.LogPath()) {
+			nf, err := os.Open(c.LogPath())
+			if err != nil {
+				break
+			}
+			drain(-1)
+			f.Close()
+			f = nf
+			r = bufio.NewReaderSize(f, 64<<10)
+			pending = nil
+			drain(-1)
+		}
 		if stopped {
 			return nil
 		}
@@ -129,4 +159,44 @@ func (m *Manager) Logs(ctx context.Context, ref string, o LogsOpts, stdout, stde
 		case <-tick.C:
 		}
 	}
+}
+
+// openLogs opens container.log.1 (nil when there is none) and container.log of c as one
+// consistent pair: a rotation between the two opens would skip a whole file, so the
+// pair is opened again when container.log.1 changed meanwhile.
+func openLogs(c *Container) (old, cur *os.File, err error) {
+	rotatedPath := filepath.Join(c.dir, rotatedLogName)
+	for {
+		old, err = os.Open(rotatedPath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("open log of %s: %w", c.ID, err)
+		}
+		cur, err = os.Open(c.LogPath())
+		if err != nil {
+			if old != nil {
+				old.Close()
+			}
+			return nil, nil, fmt.Errorf("open log of %s: %w", c.ID, err)
+		}
+		if old == nil {
+			if _, err := os.Stat(rotatedPath); errors.Is(err, fs.ErrNotExist) {
+				return nil, cur, nil
+			}
+		} else if !rotated(old, rotatedPath) {
+			return old, cur, nil
+		}
+		if old != nil {
+			old.Close()
+		}
+		cur.Close()
+	}
+}
+
+// rotated tells whether path no longer names the file f is open on.
+func rotated(f *os.File, path string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Stat(path, &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev || a.Ino != b.Ino
 }

@@ -55,6 +55,8 @@ type mon struct {
 	attach bool
 	logMu  sync.Mutex
 	logF   *os.File
+	// logSize is container.log's size, for the rotation at c.LogMaxSize.
+	logSize int64
 
 	// gate holds the output back until start succeeded: before that only the runtime
 	// writes to the container's stdio (its error text, already read from its log), and
@@ -114,6 +116,9 @@ func monitor(dir string, lock, syncPipe *os.File) int {
 		mo.fail(err)
 		return 1
 	}
+	if fi, err := mo.logF.Stat(); err == nil {
+		mo.logSize = fi.Size()
+	}
 	if err := os.MkdirAll(c.RuntimeRoot, 0o700); err != nil {
 		mo.fail(err)
 		return 1
@@ -141,6 +146,7 @@ func (mo *mon) fail(err error) {
 	c.Error = err.Error()
 	_ = c.save()
 	_ = mo.rt.Delete(context.Background(), c.ID, true)
+	removeCgroups(c.dir)
 	// Released before cubo run hears of the failure, so that when it returns the
 	// published ports are free again.
 	if err := mo.m.teardownNetwork(context.Background(), c.ID); err != nil {
@@ -286,6 +292,8 @@ func (mo *mon) run() int {
 	mo.logMu.Lock()
 	_ = mo.logF.Sync()
 	mo.logMu.Unlock()
+	// Read before the runtime's delete removes the cgroup, which holds the only count.
+	c.OOMKilled = oomKilled(c.dir)
 	c.Status = StatusStopped
 	c.Finished = time.Now().UTC()
 	c.ExitCode = code
@@ -359,15 +367,126 @@ func (mo *mon) copyLog(r io.ReadCloser, stream string, tee io.Writer) {
 			}
 			text := strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r")
 			b, _ := json.Marshal(logLine{Time: time.Now().UTC(), Stream: stream, Text: text, Partial: errors.Is(err, bufio.ErrBufferFull)})
+			b = append(b, '\n')
 			mo.logMu.Lock()
+			if max := mo.c.LogMaxSize; max > 0 && mo.logSize > 0 && mo.logSize+int64(len(b)) > max {
+				mo.rotateLocked()
+			}
 			// One write per record on an O_APPEND file: a follower never sees half a line.
-			_, _ = mo.logF.Write(append(b, '\n'))
+			n, _ := mo.logF.Write(b)
+			mo.logSize += int64(n)
 			mo.logMu.Unlock()
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}
 	}
+}
+
+// rotateLocked moves container.log to container.log.1 (dropping the previous one) and
+// starts a new container.log, so a flooding container holds at most about twice
+// LogMaxSize of disk. A failed rotation keeps writing to the current file.
+// Preconditions: mo.logMu is held.
+func (mo *mon) rotateLocked() {
+	_ = mo.logF.Sync()
+	path := mo.c.LogPath()
+	if err := os.Rename(path, filepath.Join(mo.c.dir, rotatedLogName)); err != nil {
+		mo.log.Error().Err(err).Msg("rotate log")
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		// The renamed file stays open: output keeps going somewhere readable.
+		mo.log.Error().Err(err).Msg("rotate log")
+		return
+	}
+	mo.logF.Close()
+	mo.logF = f
+	mo.logSize = 0
+}
+
+// oomKilled tells whether the OOM killer killed a process in the container's memory
+// cgroup: the oom_kill count of memory.oom_control (cgroup v1) or memory.events (v2)
+// of the cgroup config.json names. It must be read before the runtime deletes the
+// cgroup.
+func oomKilled(bundle string) bool {
+	cg := cgroupPath(bundle)
+	if cg == "" {
+		return false
+	}
+	for _, f := range []string{
+		filepath.Join("/sys/fs/cgroup/memory", cg, "memory.oom_control"),
+		filepath.Join("/sys/fs/cgroup", cg, "memory.events"),
+	} {
+		if n, ok := readCounter(f, "oom_kill"); ok {
+			return n > 0
+		}
+	}
+	return false
+}
+
+// cgroupPath returns the container's cgroup path from the bundle's config.json, ""
+// when it has none or names a systemd slice:prefix:name this does not resolve.
+func cgroupPath(bundle string) string {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return ""
+	}
+	var cfg struct {
+		Linux struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	if json.Unmarshal(b, &cfg) != nil || cfg.Linux.CgroupsPath == "" || strings.Contains(cfg.Linux.CgroupsPath, ":") {
+		return ""
+	}
+	return filepath.Clean("/" + cfg.Linux.CgroupsPath)
+}
+
+// removeCgroups kills whatever is left in the container's cgroups and removes them. A
+// runtime killed during create leaves cgroups its state never recorded, so its own
+// delete cannot find them; the path is the container's alone.
+func removeCgroups(bundle string) {
+	cg := cgroupPath(bundle)
+	if cg == "" || cg == "/" {
+		return
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", cg))
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", cg, "cgroup.procs")); err == nil {
+		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", cg))
+	}
+	for _, d := range dirs {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+	}
+	for _, d := range dirs {
+		// A killed process leaves its cgroup once reaped; its reaper is init or us.
+		for range 100 {
+			if err := unix.Rmdir(d); err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// readCounter returns the value of the "key N" line of a cgroup file.
+func readCounter(path, key string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok && k == key {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // recvFd accepts one connection on ln and returns the fd it carries (the pty master).

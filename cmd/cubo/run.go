@@ -32,6 +32,7 @@ type runCmd struct {
 	PidsLimit   int64    `name:"pids-limit" help:"Maximum number of processes."`
 	ReadOnly    bool     `name:"read-only" help:"Mount the root filesystem read-only."`
 	Tmpfs       []string `sep:"none" placeholder:"DEST[:OPTS]" help:"Mount a tmpfs (repeatable)."`
+	LogMaxSize  string   `name:"log-max-size" placeholder:"SIZE" help:"Rotate the container's log at this size, keeping one rotated file (default 10m; 0: no cap)."`
 	Network     string   `default:"bridge" placeholder:"MODE" help:"Network: bridge (the default network, NAT to the outside), a network from 'cubo network create' (its containers reach each other by name), none (loopback only), host (the host's), or container:NAME (NAME's)."`
 }
 
@@ -52,7 +53,7 @@ func (c *runCmd) Run(g *globals) error {
 		Workdir: c.Workdir, Env: c.Env, User: c.User, Hostname: c.Hostname,
 		Volumes: c.Volume, Publish: c.Publish, Tmpfs: c.Tmpfs, Network: c.Network,
 		Memory: c.Memory, CPUs: c.Cpus, PidsLimit: c.PidsLimit, ReadOnly: c.ReadOnly,
-		AutoRemove: c.Rm, Interactive: c.Interactive, Tty: tty,
+		AutoRemove: c.Rm, Interactive: c.Interactive, Tty: tty, LogMaxSize: c.LogMaxSize,
 	})
 	if err != nil {
 		return err
