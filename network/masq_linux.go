@@ -46,3 +46,26 @@ func iptables(args ...string) error {
 	}
 	return nil
 }
+
+// teardownForward removes the firewall plugin's CNI-FORWARD rules for ip,
+// for an address whose ADD was interrupted before libcni cached a result.
+func teardownForward(ip netip.Addr) error {
+	if !ip.IsValid() {
+		return nil
+	}
+	host := ip.String() + "/32"
+	for _, rule := range [][]string{
+		{"CNI-FORWARD", "-d", host, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"CNI-FORWARD", "-s", host, "-j", "ACCEPT"},
+	} {
+		check := append([]string{"-w", "-t", "filter", "-C"}, rule...)
+		if exec.Command("iptables", check...).Run() != nil {
+			continue
+		}
+		del := append([]string{"-w", "-t", "filter", "-D"}, rule...)
+		if out, err := exec.Command("iptables", del...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables -D %s: %w: %s", strings.Join(rule, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}

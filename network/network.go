@@ -475,13 +475,30 @@ func (c *Controller) delLocked(ctx context.Context, a *Attachment) error {
 	}
 	var errs []error
 	if a.Mode.Kind == ModeBridge && a.Network != "" {
+		// Before DEL releases it: an interrupted Setup's rules are found
+		// by the leased address (the record may not have it yet).
+		leased := c.leaseIP(a.Network, a.ID)
+		defer func() {
+			if leased.IsValid() && leased != a.IP {
+				_ = teardownMasq(a.Network, a.ID, leased)
+				_ = teardownForward(leased)
+			}
+		}()
 		rt := c.runtimeConf(a)
 		rt.NetNS = ns
 		list, err := c.delList(a.Network, rt)
 		if err != nil {
 			errs = append(errs, err)
 		} else if err := c.cni.DelNetworkList(ctx, list, rt); err != nil {
-			errs = append(errs, fmt.Errorf("detach from network %q: %w", a.Network, err))
+			// A cubo killed while libcni wrote its cache leaves a torn
+			// file that fails every later DEL; without it DEL still
+			// releases the address and rules from the config.
+			if c.dropTornCache(list.Name, rt) {
+				err = c.cni.DelNetworkList(ctx, list, rt)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("detach from network %q: %w", a.Network, err))
+			}
 		}
 		if ns == "" {
 			if err := teardownMasq(list.Name, a.ID, a.IP); err != nil {
@@ -668,6 +685,16 @@ func (c *Controller) sweepLocked(ctx context.Context, id string) error {
 	leases, _ := filepath.Glob(filepath.Join(c.root, "ipam", "*", "*"))
 	for _, p := range leases {
 		if leaseOwner(p) == id {
+			// A Setup killed during CNI ADD left rules for this address
+			// but no cached result to DEL them from: the lease names it.
+			if ip, err := netip.ParseAddr(filepath.Base(p)); err == nil {
+				if err := teardownMasq(filepath.Base(filepath.Dir(p)), id, ip); err != nil {
+					errs = append(errs, err)
+				}
+				if err := teardownForward(ip); err != nil {
+					errs = append(errs, err)
+				}
+			}
 			if err := os.Remove(p); err != nil {
 				errs = append(errs, fmt.Errorf("release lease %s: %w", p, err))
 			}
@@ -861,4 +888,29 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// dropTornCache removes libcni's cached result for (network, rt) if it is
+// not valid JSON, and reports whether it did.
+func (c *Controller) dropTornCache(network string, rt *libcni.RuntimeConf) bool {
+	p := filepath.Join(c.root, "cache", "results", network+"-"+rt.ContainerID+"-"+rt.IfName)
+	b, err := os.ReadFile(p)
+	if err != nil || json.Valid(b) {
+		return false
+	}
+	return os.Remove(p) == nil
+}
+
+// leaseIP returns the address host-local leased to container id on network,
+// if any.
+func (c *Controller) leaseIP(network, id string) netip.Addr {
+	leases, _ := filepath.Glob(filepath.Join(c.root, "ipam", network, "*"))
+	for _, p := range leases {
+		if leaseOwner(p) == id {
+			if ip, err := netip.ParseAddr(filepath.Base(p)); err == nil {
+				return ip
+			}
+		}
+	}
+	return netip.Addr{}
 }

@@ -143,6 +143,10 @@ func (c *createFlags) finish(ct *container.Container) error {
 			return err
 		}
 	}
+	if err := ct.Commit(); err != nil {
+		_ = ct.Delete(true)
+		return err
+	}
 	return nil
 }
 

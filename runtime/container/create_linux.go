@@ -157,7 +157,12 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	defer parentSock.Close()
+	defer func() {
+		// Kept open on success until Commit: the init waits for it.
+		if retErr != nil {
+			parentSock.Close()
+		}
+	}()
 	defer childSock.Close()
 
 	exe, err := initExecutable()
@@ -328,7 +333,25 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	if err := c.save(); err != nil {
 		return nil, err
 	}
+	c.sock = parentSock
 	return c, nil
+}
+
+// Commit tells the init that the container is recorded (state.json by
+// Create, the pid file by the caller), after which it waits for start. A
+// caller that dies before Commit takes the init with it.
+func (c *Container) Commit() error {
+	if c.sock == nil {
+		return nil
+	}
+	defer func() {
+		c.sock.Close()
+		c.sock = nil
+	}()
+	if err := proto.Send(c.sock, proto.Message{Type: proto.MsgCommitted}); err != nil {
+		return fmt.Errorf("commit container: %w", err)
+	}
+	return nil
 }
 
 // initDied turns an unexpected EOF from the init into an error with its

@@ -63,6 +63,8 @@ type Container struct {
 	// init is set only in the process that created the container, which
 	// is the init's parent and may wait for it.
 	init *os.Process
+	// sock is the init's channel between Create and Commit.
+	sock *os.File
 	// Warn receives problems that do not fail the operation, such as a
 	// failing poststart or poststop hook. Nil drops them.
 	Warn func(error)

@@ -170,11 +170,9 @@ func (in *initState) run() error {
 		}
 	}
 	if noProcess {
-		if err := proto.Send(in.sock, proto.Message{Type: proto.MsgReady}); err != nil {
+		if err := in.ready(); err != nil {
 			return err
 		}
-		in.sock.Close()
-		in.sock = nil
 		_ = in.waitStart()
 		os.Exit(1)
 	}
@@ -214,11 +212,9 @@ func (in *initState) run() error {
 	if err := p.lookPath(); err != nil {
 		return err
 	}
-	if err := proto.Send(in.sock, proto.Message{Type: proto.MsgReady}); err != nil {
+	if err := in.ready(); err != nil {
 		return err
 	}
-	in.sock.Close()
-	in.sock = nil
 
 	if err := in.waitStart(); err != nil {
 		return err
@@ -230,6 +226,25 @@ func (in *initState) run() error {
 		}
 	}
 	return p.exec(s)
+}
+
+// ready tells the parent the container is built and waits for it to commit
+// the container (state.json and the pid file written). A parent killed
+// before that leaves no state through which anyone could start or delete
+// this init, so it must not block on the fifo for ever: the socket's EOF
+// ends it instead.
+func (in *initState) ready() error {
+	if err := proto.Send(in.sock, proto.Message{Type: proto.MsgReady}); err != nil {
+		return err
+	}
+	m, err := proto.RecvRaw(in.sock)
+	if err != nil || m.Type != proto.MsgCommitted {
+		// Nobody will hear about an error now; just go.
+		os.Exit(1)
+	}
+	in.sock.Close()
+	in.sock = nil
+	return nil
 }
 
 // waitStart blocks until `cubo-runc start` opens the exec fifo for reading.

@@ -119,9 +119,6 @@ func TestKillRun(t *testing.T) {
 		e.check()
 		if state != "absent" {
 			if _, errs, code := e.run("rm", "-f", name); code != 0 {
-				if strings.Contains(errs, knownCacheBug) {
-					t.Skipf("KNOWN BUG (network, see docs/security.md): rm -f after a kill during CNI ADD: %s", errs)
-				}
 				t.Fatalf("rm -f %s: %s", name, errs)
 			}
 		}

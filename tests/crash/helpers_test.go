@@ -212,11 +212,7 @@ func (e *env) cleanup() {
 	out, _, _ := e.run("ps", "-aq")
 	if ids := strings.Fields(out); len(ids) > 0 {
 		if _, errs, code := e.run(append([]string{"rm", "-f"}, ids...)...); code != 0 {
-			if strings.Contains(errs, knownCacheBug) {
-				t.Logf("KNOWN BUG (network: torn libcni cache after a killed ADD): %s", errs)
-			} else {
-				t.Errorf("cleanup rm -f: %s", errs)
-			}
+			t.Errorf("cleanup rm -f: %s", errs)
 		}
 	}
 	if out, errs, code := e.run("system", "check", "--repair"); code != 0 {
@@ -229,11 +225,6 @@ func (e *env) cleanup() {
 		_ = exec.Command("umount", "-l", ms[i]).Run()
 	}
 }
-
-// knownCacheBug is the error of the known network bug (docs/security.md): cubo killed
-// while libcni writes its cache leaves a torn file, and every teardown of that container
-// fails on it.
-const knownCacheBug = "cached result: decoding version from network config"
 
 // snapshot is the machine state a test must leave as it found it.
 type snapshot struct {
@@ -302,13 +293,6 @@ func (s snapshot) assertSame(t *testing.T, root string, ids map[string]bool) {
 	// (/32) or its chain.
 	for _, r := range now.rules {
 		if !slices.Contains(s.rules, r) && (containerAddr.MatchString(r) || perContainerChain.MatchString(r)) {
-			if strings.HasPrefix(r, "-A CNI-FORWARD ") || strings.HasPrefix(r, "-A POSTROUTING ") || strings.HasPrefix(r, "-A CNI-") {
-				// Known leak, reported in docs/security.md: cubo killed while the CNI
-				// chain runs its ADD (after the firewall plugin, before libcni caches
-				// the result) leaves nothing that tells network's sweep to DEL.
-				t.Logf("KNOWN LEAK (CNI ADD killed mid-chain): iptables rule %s", r)
-				continue
-			}
 			t.Errorf("left behind: iptables rule %s", r)
 		}
 	}

@@ -97,7 +97,10 @@ func TestLogFloodRotation(t *testing.T) {
 		t.Fatalf("rotated files: %v, want one", more)
 	}
 	t.Logf("log files hold %d bytes for a %d-byte cap", total, max)
-	check := func(what, out string) {
+	// gaps: a follower that falls more than one rotation behind the writer
+	// misses what was rotated away (docker's max-file=1 behaves the same);
+	// order and the end must still hold.
+	check := func(what, out string, gaps bool) {
 		got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 		if len(got) < 1000 || got[len(got)-1] != fmt.Sprintf("line %d", lines-1) {
 			t.Fatalf("%s: %d lines, last %q", what, len(got), got[len(got)-1])
@@ -106,14 +109,17 @@ func TestLogFloodRotation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: first line %q", what, got[0])
 		}
+		prev := first - 1
 		for i, l := range got {
-			if l != fmt.Sprintf("line %d", first+i) {
-				t.Fatalf("%s: line %d is %q, want line %d (gap or disorder across the rotation)", what, i, l, first+i)
+			n, err := strconv.Atoi(strings.TrimPrefix(l, "line "))
+			if err != nil || n <= prev || (!gaps && n != prev+1) {
+				t.Fatalf("%s: line %d is %q after line %d (gap or disorder across the rotation)", what, i, l, prev)
 			}
+			prev = n
 		}
 	}
-	check("logs -f", follow)
-	check("logs", e.ok("logs", "flood"))
+	check("logs -f", follow, true)
+	check("logs", e.ok("logs", "flood"), false)
 	if out := e.ok("logs", "-n", "3", "flood"); out != fmt.Sprintf("line %d\nline %d\nline %d\n", lines-3, lines-2, lines-1) {
 		t.Fatalf("logs -n 3: %q", out)
 	}

@@ -14,8 +14,9 @@
 //	  |  run prestart, createRuntime      |
 //	  | ----------- MsgHooksDone -------> |  createContainer hooks, pivot_root,
 //	  |                                   |  console, rlimits, user, caps
-//	  | <----------- MsgReady ----------- |  close socket, block on exec fifo
+//	  | <----------- MsgReady ----------- |
 //	  |  write state.json, pid file       |
+//	  | ---------- MsgCommitted --------> |  close socket, block on exec fifo
 //
 // Any step may be answered with MsgError instead, after which the init exits.
 package proto
@@ -51,6 +52,9 @@ const (
 	MsgHooks     Type = "hooks"
 	MsgHooksDone Type = "hooks-done"
 	MsgReady     Type = "ready"
+	// MsgCommitted tells the init that create finished (state.json and
+	// the pid file are written); only then may it wait for start.
+	MsgCommitted Type = "committed"
 	// MsgSeccomp carries the seccomp notify listener fd (SCM_RIGHTS) for
 	// the parent to hand to linux.seccomp.listenerPath.
 	MsgSeccomp Type = "seccomp"
