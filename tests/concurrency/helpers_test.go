@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -91,7 +92,9 @@ type env struct {
 	root string
 	snap snapshot
 	// seen is every container ID met under the root dir, for the cgroup leak check:
-	// other packages' containers come and go meanwhile.
+	// other packages' containers come and go meanwhile. run is called from many
+	// goroutines at once, hence the lock.
+	mu   sync.Mutex
 	seen map[string]bool
 }
 
@@ -100,6 +103,8 @@ var idRe = regexp.MustCompile(`[0-9a-f]{32}`)
 // scan records the container IDs under the root dir now: records, creations,
 // removals and runtime state.
 func (e *env) scan() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, d := range []string{"containers", "runtime/cubo-runc"} {
 		ents, _ := os.ReadDir(filepath.Join(e.root, d))
 		for _, x := range ents {
