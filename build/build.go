@@ -36,6 +36,7 @@ import (
 
 	"github.com/cubo-dev/cubo/build/cubofile"
 	"github.com/cubo-dev/cubo/images"
+	"github.com/cubo-dev/cubo/spec"
 )
 
 // Options configure Build.
@@ -581,7 +582,7 @@ func (b *builder) run(ctx context.Context, st *stageState, in cubofile.Instructi
 		if _, err := (&copier{rootfs: rootfs}).mkdirAll(cwd); err != nil {
 			return err
 		}
-		uid, gid, groups, err := resolveUser(rootfs, c.User)
+		uid, gid, groups, err := spec.ResolveUser(rootfs, c.User)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/cubo-dev/cubo/build/cubofile"
+	"github.com/cubo-dev/cubo/spec"
 )
 
 // copy executes COPY and ADD. Sources come from the context, or with --from from an
@@ -198,7 +199,7 @@ func resolveOwner(rootfs, chown string) (uint32, uint32, error) {
 	if n, err := strconv.ParseUint(u, 10, 32); err == nil && !hasGroup {
 		return uint32(n), uint32(n), nil
 	}
-	uid, gid, _, err := resolveUser(rootfs, chown)
+	uid, gid, _, err := spec.ResolveUser(rootfs, chown)
 	if err != nil {
 		return 0, 0, fmt.Errorf("--chown=%s: %w", chown, err)
 	}

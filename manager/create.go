@@ -341,7 +341,7 @@ func (m *Manager) bundle(ctx context.Context, c *Container, img *images.Image, o
 	if user == "" {
 		user = icfg.User
 	}
-	uid, gid, groups, err := resolveUser(rootfs, user)
+	uid, gid, groups, err := spec.ResolveUser(rootfs, user)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/cubo-dev/cubo/spec"
 )
 
 func TestParseVolume(t *testing.T) {
@@ -103,13 +105,13 @@ func TestResolveUser(t *testing.T) {
 		"app:wheel": {uint32(1000), uint32(10), []uint32(nil)},
 		"42:7":      {uint32(42), uint32(7), []uint32(nil)},
 	} {
-		uid, gid, groups, err := resolveUser(root, in)
+		uid, gid, groups, err := spec.ResolveUser(root, in)
 		if err != nil || uid != want[0] || gid != want[1] || !slices.Equal(groups, want[2].([]uint32)) {
 			t.Errorf("%q: %d %d %v %v", in, uid, gid, groups, err)
 		}
 	}
 	for _, bad := range []string{"nobody", "app:nogroup"} {
-		if _, _, _, err := resolveUser(root, bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		if _, _, _, err := spec.ResolveUser(root, bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
@@ -117,7 +119,7 @@ func TestResolveUser(t *testing.T) {
 	evil := t.TempDir()
 	os.MkdirAll(filepath.Join(evil, "etc"), 0o755)
 	os.Symlink("/etc/passwd", filepath.Join(evil, "etc", "passwd"))
-	if _, _, _, err := resolveUser(evil, "root"); err == nil {
+	if _, _, _, err := spec.ResolveUser(evil, "root"); err == nil {
 		t.Error("passwd resolved through a symlink out of the rootfs")
 	}
 }

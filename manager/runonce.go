@@ -54,7 +54,7 @@ func (m *Manager) RunOnce(ctx context.Context, o RunOnceOpts) (status int, outpu
 	if err != nil {
 		return -1, nil, err
 	}
-	uid, gid, groups, err := resolveUser(o.Rootfs, o.User)
+	uid, gid, groups, err := spec.ResolveUser(o.Rootfs, o.User)
 	if err != nil {
 		return -1, nil, err
 	}

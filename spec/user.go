@@ -1,4 +1,4 @@
-package manager
+package spec
 
 import (
 	"bufio"
@@ -14,11 +14,13 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
-// resolveUser turns USER[:GROUP] (names or numbers) into ids using the rootfs's
+// ResolveUser turns USER[:GROUP] (names or numbers) into ids using the rootfs's
 // /etc/passwd and /etc/group, as docker does. The files are opened through securejoin:
 // the image's /etc/passwd may be a symlink, and it must resolve inside the rootfs.
-// An empty user is root. A numeric uid missing from passwd keeps gid 0.
-func resolveUser(rootfs, user string) (uid, gid uint32, groups []uint32, err error) {
+// An empty user is root. A numeric uid missing from passwd keeps gid 0. Unknown names
+// are errdefs.ErrInvalidArgument. Shared by `cubo run` and `cubo build` (USER, COPY
+// --chown), which must agree.
+func ResolveUser(rootfs, user string) (uid, gid uint32, groups []uint32, err error) {
 	if user == "" {
 		return 0, 0, nil, nil
 	}
