@@ -241,6 +241,15 @@ func (s *Store) blobOpener(ctx context.Context, rc *regclient.RegClient, r ref.R
 	return func() (io.ReadCloser, error) {
 		rd, err := rc.BlobGet(ctx, r, descriptor.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size})
 		if err != nil {
+			// regclient reports a size that differs from the manifest's only as
+			// "retry limit exceeded": ask the registry the size, to say so.
+			if h, herr := rc.BlobHead(ctx, r, descriptor.Descriptor{Digest: d.Digest}); herr == nil {
+				size := h.GetDescriptor().Size
+				h.Close()
+				if size > 0 && size != d.Size {
+					return nil, fmt.Errorf("fetch blob %s: the manifest declares %d bytes, the registry serves %d: %w", d.Digest, d.Size, size, errdefs.ErrDataLoss)
+				}
+			}
 			return nil, fmt.Errorf("fetch blob %s: %w", d.Digest, registryErr(err))
 		}
 		return rd, nil
