@@ -87,7 +87,7 @@ func TestParallelCubo(t *testing.T) {
 	e := newEnv(t)
 	second := "busybox:latest"
 	if _, err := os.Stat(alpineTar); err == nil {
-		e.ok("import", alpineTar, "alpine:latest")
+		e.Ok("import", alpineTar, "alpine:latest")
 		second = "alpine:latest"
 	}
 	addr := startRegistry(t)
@@ -112,14 +112,14 @@ func TestParallelCubo(t *testing.T) {
 			args = []string{"run", "-i", "--rm", "--network", "none", second, "echo", "hello"}
 		case 4:
 			name := fmt.Sprintf("t%d", i)
-			o, es, c := e.run("run", "--network", "none", "--name", name, second, "sleep", "100")
+			o, es, c := e.Run("run", "--network", "none", "--name", name, second, "sleep", "100")
 			if c == 0 {
-				o, es, c = e.run("rm", "-f", name)
+				o, es, c = e.Run("rm", "-f", name)
 			}
 			res[i] = result{o, es, c}
 			return
 		}
-		o, es, c := e.run(args...)
+		o, es, c := e.Run(args...)
 		res[i] = result{o, es, c}
 	})
 	dupWins := 0
@@ -141,7 +141,7 @@ func TestParallelCubo(t *testing.T) {
 		t.Fatalf("%d runs got the name dup, want exactly one", dupWins)
 	}
 	var cs []struct{ ID, Name, Status string }
-	if err := json.Unmarshal([]byte(e.ok("ps", "-a", "--format", "json")), &cs); err != nil {
+	if err := json.Unmarshal([]byte(e.Ok("ps", "-a", "--format", "json")), &cs); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -158,21 +158,21 @@ func TestParallelCubo(t *testing.T) {
 		t.Fatalf("containers after the storm: %v, want %v (lost or extra records)", names, want)
 	}
 	for _, n := range want[1:] {
-		e.ok("logs", "-f", n)
+		e.Ok("logs", "-f", n)
 	}
-	e.check()
+	e.Check()
 	ids := make([]string, len(cs))
 	for i, c := range cs {
 		ids[i] = c.ID
 	}
-	parallel(len(ids), 8, func(i int) { e.ok("rm", "-f", ids[i]) })
-	if out := e.ok("ps", "-aq"); out != "" {
+	parallel(len(ids), 8, func(i int) { e.Ok("rm", "-f", ids[i]) })
+	if out := e.Ok("ps", "-aq"); out != "" {
 		t.Fatalf("left after rm: %s", out)
 	}
-	if names, _ := os.ReadDir(filepath.Join(e.root, "containers", ".names")); len(names) != 0 {
+	if names, _ := os.ReadDir(filepath.Join(e.Root, "containers", ".names")); len(names) != 0 {
 		t.Fatalf("names left: %v", names)
 	}
-	e.check()
+	e.Check()
 }
 
 // 200 cubo-runc create/delete with distinct IDs, 8 at a time; half are started and
@@ -203,7 +203,7 @@ func TestParallelRuntime(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	state := filepath.Join(e.root, "direct-runtime")
+	state := filepath.Join(e.Root, "direct-runtime")
 	mountsBefore := mountsUnder("")
 	runc := func(args ...string) error {
 		f, err := os.CreateTemp(t.TempDir(), "out")

@@ -67,24 +67,24 @@ func TestKillPull(t *testing.T) {
 	addr := startRegistry(t)
 	e := newEnv(t)
 	ref := addr + "/busybox:latest"
-	d := e.timed("pull", ref)
-	e.ok("rmb", ref)
+	d := e.Timed("pull", ref)
+	e.Ok("rmb", ref)
 	for i := range 8 {
 		// Half the rounds start from an empty store, half resume a killed pull.
 		if i%2 == 0 {
-			_, _, _ = e.run("rmb", ref)
+			_, _, _ = e.Run("rmb", ref)
 		}
-		killed := e.killAfter(randDur(d), "pull", ref)
+		killed := e.KillAfter(randDur(d), "pull", ref)
 		t.Logf("round %d: killed=%v", i, killed)
-		e.check()
-		e.ok("pull", ref)
-		e.check()
-		out := e.ok("run", "-i", "--rm", "--network", "none", ref, "echo", "ran")
+		e.Check()
+		e.Ok("pull", ref)
+		e.Check()
+		out := e.Ok("run", "-i", "--rm", "--network", "none", ref, "echo", "ran")
 		if out != "ran\n" {
 			t.Fatalf("run after pull: %q", out)
 		}
 	}
-	if out, _, code := e.run("system", "check"); code != 0 || strings.Contains(out, "tmp/") {
+	if out, _, code := e.Run("system", "check"); code != 0 || strings.Contains(out, "tmp/") {
 		t.Fatalf("final check: exit %d\n%s", code, out)
 	}
 }
@@ -93,16 +93,16 @@ func TestKillPull(t *testing.T) {
 // or recorded stopped; rm -f removes it either way and the name is free again.
 func TestKillRun(t *testing.T) {
 	e := newEnv(t)
-	d := e.timed("run", "--name", "probe", "busybox", "sleep", "100")
-	e.ok("rm", "-f", "probe")
+	d := e.Timed("run", "--name", "probe", "busybox", "sleep", "100")
+	e.Ok("rm", "-f", "probe")
 	for i := range 8 {
 		name := fmt.Sprintf("r%d", i)
 		netw := "none"
 		if i%2 == 1 {
 			netw = "bridge"
 		}
-		killed := e.killAfter(randDur(d), "run", "--network", netw, "--name", name, "busybox", "sleep", "100")
-		ps := e.ok("ps", "-a", "--format", "json")
+		killed := e.KillAfter(randDur(d), "run", "--network", netw, "--name", name, "busybox", "sleep", "100")
+		ps := e.Ok("ps", "-a", "--format", "json")
 		var cs []struct {
 			Name, Status, Error string
 		}
@@ -116,16 +116,16 @@ func TestKillRun(t *testing.T) {
 			}
 		}
 		t.Logf("round %d (%s): killed=%v: %s", i, netw, killed, state)
-		e.check()
+		e.Check()
 		if state != "absent" {
-			if _, errs, code := e.run("rm", "-f", name); code != 0 {
+			if _, errs, code := e.Run("rm", "-f", name); code != 0 {
 				t.Fatalf("rm -f %s: %s", name, errs)
 			}
 		}
-		e.check()
-		e.ok("run", "--network", netw, "--name", name, "busybox", "true")
-		e.ok("logs", "-f", name)
-		e.ok("rm", name)
+		e.Check()
+		e.Ok("run", "--network", netw, "--name", name, "busybox", "true")
+		e.Ok("logs", "-f", name)
+		e.Ok("rm", name)
 	}
 }
 
@@ -133,27 +133,27 @@ func TestKillRun(t *testing.T) {
 // removes it) or gone entirely, never half there.
 func TestKillRm(t *testing.T) {
 	e := newEnv(t)
-	e.ok("run", "--name", "probe", "busybox", "sleep", "100")
-	d := e.timed("rm", "-f", "probe")
+	e.Ok("run", "--name", "probe", "busybox", "sleep", "100")
+	d := e.Timed("rm", "-f", "probe")
 	for i := range 8 {
 		name := fmt.Sprintf("k%d", i)
 		netw := []string{"none", "bridge"}[i%2]
-		e.ok("run", "--network", netw, "--name", name, "busybox", "sleep", "100")
-		killed := e.killAfter(randDur(d), "rm", "-f", name)
-		_, errs, code := e.run("inspect", name)
+		e.Ok("run", "--network", netw, "--name", name, "busybox", "sleep", "100")
+		killed := e.KillAfter(randDur(d), "rm", "-f", name)
+		_, errs, code := e.Run("inspect", name)
 		t.Logf("round %d (%s): killed=%v, inspect exit %d", i, netw, killed, code)
 		if code != 0 && !strings.Contains(errs, "no such container") {
 			t.Fatalf("inspect after killed rm: %s", errs)
 		}
-		e.ok("ps", "-a")
-		e.check()
+		e.Ok("ps", "-a")
+		e.Check()
 		if code == 0 {
-			e.ok("rm", "-f", name)
+			e.Ok("rm", "-f", name)
 		}
-		e.check()
-		e.ok("run", "--network", "none", "--name", name, "busybox", "true")
-		e.ok("logs", "-f", name)
-		e.ok("rm", name)
+		e.Check()
+		e.Ok("run", "--network", "none", "--name", name, "busybox", "true")
+		e.Ok("logs", "-f", name)
+		e.Ok("rm", name)
 	}
 }
 
@@ -168,18 +168,18 @@ func TestKillBuild(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctx, "f"), []byte("two\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := e.timed("build", "--no-cache", "-t", "built", ctx)
+	d := e.Timed("build", "--no-cache", "-t", "built", ctx)
 	for i := range 5 {
-		killed := e.killAfter(randDur(d), "build", "--no-cache", "-t", "built", ctx)
+		killed := e.KillAfter(randDur(d), "build", "--no-cache", "-t", "built", ctx)
 		t.Logf("round %d: killed=%v", i, killed)
-		e.ok("ps", "-a")
-		e.ok("build", "-t", "built", ctx)
-		e.check()
-		if out := e.ok("run", "-i", "--rm", "--network", "none", "built", "cat", "/both"); out != "one\ntwo\n" {
+		e.Ok("ps", "-a")
+		e.Ok("build", "-t", "built", ctx)
+		e.Check()
+		if out := e.Ok("run", "-i", "--rm", "--network", "none", "built", "cat", "/both"); out != "one\ntwo\n" {
 			t.Fatalf("built image: %q", out)
 		}
 	}
-	eventually(t, "the killed builds' runtimes to exit", func() bool { return len(processesOf(e.root)) == 0 })
+	eventually(t, "the killed builds' runtimes to exit", func() bool { return len(processesOf(e.Root)) == 0 })
 }
 
 // The monitor killed while its container runs: the container runs on, flagged; stop
@@ -188,31 +188,31 @@ func TestKillMonitor(t *testing.T) {
 	e := newEnv(t)
 	for i, netw := range []string{"none", "bridge"} {
 		name := fmt.Sprintf("m%d", i)
-		e.ok("run", "--network", netw, "--name", name, "busybox", "sleep", "100")
-		c := e.inspect(name)
+		e.Ok("run", "--network", netw, "--name", name, "busybox", "sleep", "100")
+		c := inspect(e, name)
 		if err := syscall.Kill(c.Monitor, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "monitor gone", func() bool { return !alive(c.Monitor) })
-		c = e.inspect(name)
+		c = inspect(e, name)
 		if c.Status != "running" || !strings.Contains(c.Error, "monitor died") {
 			t.Fatalf("after monitor kill: %+v", c)
 		}
-		e.check()
+		e.Check()
 		if i == 0 {
-			e.ok("stop", "-t", "1", name)
+			e.Ok("stop", "-t", "1", name)
 		} else {
 			// The container dies unseen: the next command records it stopped.
 			if err := syscall.Kill(c.Pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "container gone", func() bool { return e.inspect(name).Status == "stopped" })
+			eventually(t, "container gone", func() bool { return inspect(e, name).Status == "stopped" })
 		}
-		if c = e.inspect(name); c.Status != "stopped" {
+		if c = inspect(e, name); c.Status != "stopped" {
 			t.Fatalf("after stop: %+v", c)
 		}
-		e.check()
-		e.ok("rm", name)
+		e.Check()
+		e.Ok("rm", name)
 	}
 }
 
@@ -245,7 +245,7 @@ func TestKillRuntimeCreate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	state := filepath.Join(e.root, "direct-runtime")
+	state := filepath.Join(e.Root, "direct-runtime")
 	logs := t.TempDir()
 	n := 0
 	// runc runs cubo-runc with its output in a file: a created container's init keeps
@@ -316,26 +316,26 @@ none:*) ;;
 	;;
 esac
 exec %s "$@"
-`, filepath.Join(e.root, "delay"), rt, rt)
+`, filepath.Join(e.Root, "delay"), rt, rt)
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 6 {
 		delay := randDur(d)
-		if err := os.WriteFile(filepath.Join(e.root, "delay"), []byte(fmt.Sprintf("%.3f", delay.Seconds())), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(e.Root, "delay"), []byte(fmt.Sprintf("%.3f", delay.Seconds())), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		name := fmt.Sprintf("w%d", i)
-		_, errs, code := e.run("--runtime", wrapper, "run", "--network", "none", "--name", name, "busybox", "sleep", "100")
+		_, errs, code := e.Run("--runtime", wrapper, "run", "--network", "none", "--name", name, "busybox", "sleep", "100")
 		t.Logf("round %d: delay %v: run exit %d %s", i, delay, code, strings.TrimSpace(errs))
-		e.ok("--runtime", wrapper, "rm", "-f", name)
-		e.check()
-		if err := os.WriteFile(filepath.Join(e.root, "delay"), []byte("none"), 0o644); err != nil {
+		e.Ok("--runtime", wrapper, "rm", "-f", name)
+		e.Check()
+		if err := os.WriteFile(filepath.Join(e.Root, "delay"), []byte("none"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		e.ok("--runtime", wrapper, "run", "--network", "none", "--name", name, "busybox", "true")
-		e.ok("logs", "-f", name)
-		e.ok("--runtime", wrapper, "rm", name)
+		e.Ok("--runtime", wrapper, "run", "--network", "none", "--name", name, "busybox", "true")
+		e.Ok("logs", "-f", name)
+		e.Ok("--runtime", wrapper, "rm", name)
 	}
 }
 
@@ -379,11 +379,11 @@ type record struct {
 	Log       string `json:"log_path"`
 }
 
-func (e *env) inspect(ref string) record {
-	e.t.Helper()
+func inspect(e *env, ref string) record {
+	e.T.Helper()
 	var rs []record
-	if err := json.Unmarshal([]byte(e.ok("inspect", ref)), &rs); err != nil || len(rs) != 1 {
-		e.t.Fatalf("inspect %s: %v", ref, err)
+	if err := json.Unmarshal([]byte(e.Ok("inspect", ref)), &rs); err != nil || len(rs) != 1 {
+		e.T.Fatalf("inspect %s: %v", ref, err)
 	}
 	return rs[0]
 }

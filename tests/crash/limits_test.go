@@ -15,7 +15,7 @@ import (
 func TestForkBombPidsLimit(t *testing.T) {
 	e := newEnv(t)
 	const limit = 32
-	id := strings.TrimSpace(e.ok("run", "--network", "none", "--pids-limit", strconv.Itoa(limit), "--name", "bomb",
+	id := strings.TrimSpace(e.Ok("run", "--network", "none", "--pids-limit", strconv.Itoa(limit), "--name", "bomb",
 		"busybox", "sh", "-c", "b() { b | b & }; b; sleep 100"))
 	cg := filepath.Join("/sys/fs/cgroup/pids/cubo", id)
 	if _, err := os.Stat(cg); err != nil {
@@ -38,7 +38,7 @@ func TestForkBombPidsLimit(t *testing.T) {
 	if out, err := exec.Command("/bin/true").CombinedOutput(); err != nil {
 		t.Fatalf("host cannot fork during the bomb: %v %s", err, out)
 	}
-	e.ok("rm", "-f", "bomb")
+	e.Ok("rm", "-f", "bomb")
 	if _, err := os.Stat(cg); err == nil {
 		t.Fatalf("cgroup %s left after rm -f", cg)
 	}
@@ -49,25 +49,25 @@ func TestForkBombPidsLimit(t *testing.T) {
 func TestMemoryHogOOMKilled(t *testing.T) {
 	e := newEnv(t)
 	// busybox tail keeps the current line in memory, and /dev/zero has no newline.
-	e.ok("run", "--network", "none", "--memory", "32m", "--name", "hog", "busybox", "tail", "/dev/zero")
-	e.ok("logs", "-f", "hog")
-	c := e.inspect("hog")
+	e.Ok("run", "--network", "none", "--memory", "32m", "--name", "hog", "busybox", "tail", "/dev/zero")
+	e.Ok("logs", "-f", "hog")
+	c := inspect(e, "hog")
 	if c.Status != "stopped" || c.ExitCode != 137 || !c.OOMKilled {
 		t.Fatalf("memory hog: %+v, want stopped, exit 137, OOMKilled", c)
 	}
-	out := e.ok("inspect", "hog")
+	out := e.Ok("inspect", "hog")
 	if !strings.Contains(out, `"OOMKilled": true`) {
 		t.Fatalf("inspect lacks \"OOMKilled\": true:\n%s", out)
 	}
-	e.ok("run", "--network", "none", "--memory", "32m", "--name", "fine", "busybox", "true")
-	e.ok("logs", "-f", "fine")
-	if c := e.inspect("fine"); c.ExitCode != 0 || c.OOMKilled {
+	e.Ok("run", "--network", "none", "--memory", "32m", "--name", "fine", "busybox", "true")
+	e.Ok("logs", "-f", "fine")
+	if c := inspect(e, "fine"); c.ExitCode != 0 || c.OOMKilled {
 		t.Fatalf("well-behaved container: %+v", c)
 	}
 	// Killed with SIGKILL, not by the OOM killer: 137 but not OOMKilled.
-	e.ok("run", "--network", "none", "--memory", "32m", "--name", "killed", "busybox", "sleep", "100")
-	e.ok("stop", "-t", "0", "killed")
-	if c := e.inspect("killed"); c.OOMKilled {
+	e.Ok("run", "--network", "none", "--memory", "32m", "--name", "killed", "busybox", "sleep", "100")
+	e.Ok("stop", "-t", "0", "killed")
+	if c := inspect(e, "killed"); c.OOMKilled {
 		t.Fatalf("SIGKILLed container flagged OOMKilled: %+v", c)
 	}
 }
@@ -78,10 +78,10 @@ func TestLogFloodRotation(t *testing.T) {
 	e := newEnv(t)
 	const max = 256 << 10
 	const lines = 40000 // about 2.4 MB of log records, ten times the cap
-	e.ok("run", "--network", "none", "--log-max-size", "256k", "--name", "flood", "busybox", "sh", "-c",
+	e.Ok("run", "--network", "none", "--log-max-size", "256k", "--name", "flood", "busybox", "sh", "-c",
 		fmt.Sprintf("i=0; while [ $i -lt %d ]; do echo line $i; i=$((i+1)); done", lines))
-	follow := e.ok("logs", "-f", "flood")
-	c := e.inspect("flood")
+	follow := e.Ok("logs", "-f", "flood")
+	c := inspect(e, "flood")
 	var total int64
 	for _, p := range []string{c.Log, c.Log + ".1"} {
 		fi, err := os.Stat(p)
@@ -119,8 +119,8 @@ func TestLogFloodRotation(t *testing.T) {
 		}
 	}
 	check("logs -f", follow, true)
-	check("logs", e.ok("logs", "flood"), false)
-	if out := e.ok("logs", "-n", "3", "flood"); out != fmt.Sprintf("line %d\nline %d\nline %d\n", lines-3, lines-2, lines-1) {
+	check("logs", e.Ok("logs", "flood"), false)
+	if out := e.Ok("logs", "-n", "3", "flood"); out != fmt.Sprintf("line %d\nline %d\nline %d\n", lines-3, lines-2, lines-1) {
 		t.Fatalf("logs -n 3: %q", out)
 	}
 }

@@ -1,0 +1,321 @@
+// Package hostenv is the shared harness of the tests that kill and race cubo
+// (tests/crash, tests/concurrency): a cubo root dir with busybox imported, helpers to
+// run, time and kill cubo commands, and a snapshot of the machine (cgroups, links,
+// iptables rules, mounts, processes) that each test must leave as it found it.
+package hostenv
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Config is what differs between the packages using the harness.
+type Config struct {
+	// BinDir holds the cubo and cubo-runc binaries under test.
+	BinDir string
+	// BusyboxTar is imported as busybox:latest into every Env.
+	BusyboxTar string
+	// Bridge and Subnet are the default network of this package's cubo runs
+	// (CUBO_DEFAULT_BRIDGE, CUBO_DEFAULT_SUBNET): unique per package, so the leak
+	// checks of packages running at the same time do not see each other.
+	Bridge, Subnet string
+}
+
+// subnetPrefix is the first three octets of a /24 subnet and a dot ("10.71.0.").
+func (c Config) subnetPrefix() string {
+	i := strings.LastIndexByte(c.Subnet, '.')
+	if i < 0 {
+		return c.Subnet
+	}
+	return c.Subnet[:i+1]
+}
+
+var perContainerChain = regexp.MustCompile(`CNI-(DN-)?[0-9a-f]{16,}`)
+
+// Env is one cubo root dir with busybox imported, and the machine state it must
+// leave as it found it.
+type Env struct {
+	T    *testing.T
+	Root string
+	cfg  Config
+	snap snapshot
+	// seen is every container ID met under the root dir, for the cgroup leak check:
+	// other packages' containers come and go meanwhile. run is called from many
+	// goroutines at once, hence the lock.
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+var idRe = regexp.MustCompile(`[0-9a-f]{32}`)
+
+// scan records the container IDs under the root dir now: records, creations,
+// removals and runtime state.
+func (e *Env) scan() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, d := range []string{"containers", "runtime/cubo-runc"} {
+		ents, _ := os.ReadDir(filepath.Join(e.Root, d))
+		for _, x := range ents {
+			if id := idRe.FindString(x.Name()); id != "" {
+				e.seen[id] = true
+			}
+		}
+	}
+}
+
+// New makes an Env for t; it skips t when the busybox tarball is absent.
+func New(t *testing.T, cfg Config) *Env {
+	t.Helper()
+	if _, err := os.Stat(cfg.BusyboxTar); err != nil {
+		t.Skipf("image tarball %s absent: %v", cfg.BusyboxTar, err)
+	}
+	e := &Env{T: t, Root: t.TempDir(), cfg: cfg, seen: map[string]bool{}}
+	e.snap = takeSnapshot(t, e.Root, cfg)
+	t.Cleanup(e.cleanup)
+	e.Ok("import", e.cfg.BusyboxTar, "busybox:latest")
+	return e
+}
+
+// Cmd is a cubo command on this Env's root dir and network.
+func (e *Env) Cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(e.cfg.BinDir, "cubo"), append([]string{"--root-dir", e.Root}, args...)...)
+	cmd.Env = append(os.Environ(), "CUBO_LOG=warn", "CUBO_DEFAULT_BRIDGE="+e.cfg.Bridge, "CUBO_DEFAULT_SUBNET="+e.cfg.Subnet)
+	return cmd
+}
+
+// Run runs cubo and returns its stdout, stderr and exit code.
+func (e *Env) Run(args ...string) (string, string, int) {
+	e.T.Helper()
+	cmd := e.Cmd(args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	e.scan()
+	err := cmd.Run()
+	e.scan()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.T.Fatalf("cubo %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// Ok is Run that fails the test unless cubo exits 0; it returns stdout.
+func (e *Env) Ok(args ...string) string {
+	e.T.Helper()
+	out, errs, code := e.Run(args...)
+	if code != 0 {
+		e.T.Fatalf("cubo %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// KillAfter starts cubo with args and SIGKILLs it after d (or lets it finish first);
+// it returns whether the kill came before the exit.
+func (e *Env) KillAfter(d time.Duration, args ...string) bool {
+	e.T.Helper()
+	cmd := e.Cmd(args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		e.T.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return false
+	case <-time.After(d):
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	e.scan()
+	return cmd.ProcessState.ExitCode() == -1
+}
+
+// Timed runs cubo and returns how long it took: the range random kill points come from.
+func (e *Env) Timed(args ...string) time.Duration {
+	e.T.Helper()
+	start := time.Now()
+	e.Ok(args...)
+	return time.Since(start)
+}
+
+// randDur returns a random duration in [0, max).
+// RandDur is a random duration in [0, max) from r.
+func RandDur(r *rand.Rand, max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return time.Duration(r.Int64N(int64(max)))
+}
+
+// Check runs `cubo system check` and fails the test on any damage.
+func (e *Env) Check() {
+	e.T.Helper()
+	out, errs, code := e.Run("system", "check")
+	if code != 0 {
+		e.T.Fatalf("system check: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// cleanup removes every container, collects leftovers and checks against the snapshot.
+func (e *Env) cleanup() {
+	t := e.T
+	out, _, _ := e.Run("ps", "-aq")
+	if ids := strings.Fields(out); len(ids) > 0 {
+		if _, errs, code := e.Run(append([]string{"rm", "-f"}, ids...)...); code != 0 {
+			t.Errorf("cleanup rm -f: %s", errs)
+		}
+	}
+	if out, errs, code := e.Run("system", "check", "--repair"); code != 0 {
+		t.Errorf("cleanup: system check --repair: exit %d\n%s%s", code, out, errs)
+	}
+	e.snap.assertSame(t, e.Root, e.seen, e.cfg)
+	// Whatever a test left mounted must not keep TempDir from going.
+	ms := MountsUnder(e.Root)
+	for i := len(ms) - 1; i >= 0; i-- {
+		_ = exec.Command("umount", "-l", ms[i]).Run()
+	}
+}
+
+// snapshot is the machine state a test must leave as it found it.
+type snapshot struct {
+	cgroups []string
+	links   []string
+	rules   []string
+}
+
+func takeSnapshot(t *testing.T, root string, cfg Config) snapshot {
+	t.Helper()
+	var s snapshot
+	s.cgroups, _ = filepath.Glob("/sys/fs/cgroup/*/cubo/*")
+	s.cgroups = slices.DeleteFunc(s.cgroups, func(p string) bool {
+		fi, err := os.Stat(p)
+		return err != nil || !fi.IsDir()
+	})
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		master, _ := os.Readlink("/sys/class/net/" + i.Name + "/master")
+		if filepath.Base(master) == cfg.Bridge {
+			s.links = append(s.links, i.Name)
+		}
+	}
+	for _, table := range []string{"nat", "filter"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(out), "\n")
+		// Only this package's: rules naming its subnet or bridge, and the rules of the
+		// per-container chains those jump to (other packages run meanwhile).
+		chains := map[string]bool{}
+		for _, l := range lines {
+			if strings.HasPrefix(l, "-A ") && (strings.Contains(l, cfg.subnetPrefix()) || strings.Contains(l, cfg.Bridge)) {
+				s.rules = append(s.rules, l)
+				for _, c := range perContainerChain.FindAllString(l, -1) {
+					chains[c] = true
+				}
+			}
+		}
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) > 2 && f[0] == "-A" && chains[f[1]] && !strings.Contains(l, cfg.subnetPrefix()) && !strings.Contains(l, cfg.Bridge) {
+				s.rules = append(s.rules, l)
+			}
+		}
+	}
+	return s
+}
+
+// assertSame compares the state now with s, allowing the test's own bridge (made once,
+// like docker0) to stay; processes and mounts of root must all be gone.
+func (s snapshot) assertSame(t *testing.T, root string, ids map[string]bool, cfg Config) {
+	t.Helper()
+	now := takeSnapshot(t, root, cfg)
+	for _, c := range now.cgroups {
+		if !slices.Contains(s.cgroups, c) && ids[filepath.Base(c)] {
+			t.Errorf("left behind: cgroup %s", c)
+		}
+	}
+	for _, l := range now.links {
+		if !slices.Contains(s.links, l) {
+			t.Errorf("left behind: link %s on %s", l, cfg.Bridge)
+		}
+	}
+	// The network's own rules stay with its bridge; a container's name its address
+	// (/32) or its chain.
+	for _, r := range now.rules {
+		if !slices.Contains(s.rules, r) && (strings.Contains(r, cfg.subnetPrefix()) || perContainerChain.MatchString(r)) {
+			t.Errorf("left behind: iptables rule %s", r)
+		}
+	}
+	for _, m := range MountsUnder(root) {
+		if !strings.HasPrefix(m, filepath.Join(root, "images")) {
+			t.Errorf("left behind: mount %s", m)
+		}
+	}
+	if ps := ProcessesOf(root); len(ps) > 0 {
+		t.Errorf("left behind: processes %v", ps)
+	}
+}
+
+// MountsUnder lists the mount points below dir.
+func MountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// ProcessesOf lists processes whose command line or working directory names root (the
+// monitors, the runtimes) or whose cgroup is a container's under /cubo.
+func ProcessesOf(root string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(cl, []byte(root)) {
+			st, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+			if strings.Contains(string(st), ") Z ") {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%d %q", pid, strings.ReplaceAll(string(cl), "\x00", " ")))
+		}
+	}
+	return out
+}
+
+// Eventually polls cond with a generous deadline: only for outcomes no command waits for
+// (a detached process's exit).
+func Eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
