@@ -61,6 +61,9 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 	}
 	records := map[string]*Container{}
 	creating := map[string]bool{}
+	// repairedNew: abandoned creations removed above, whose mounts (listed
+	// before) are gone with them.
+	repairedNew := map[string]bool{}
 	for _, e := range ents {
 		name := e.Name()
 		switch {
@@ -74,8 +77,9 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 				continue
 			}
 			f := Finding{Object: "container " + id, Problem: "creation interrupted before commit", Garbage: true}
-			fi, serr := os.Stat(dir)
-			if repair && serr == nil && time.Since(fi.ModTime()) >= stagingGrace {
+			// Locked since before it had this name (see Create), so a free
+			// lock is a dead creator: no grace period is needed.
+			if repair {
 				if c, err := loadMeta(dir); err == nil {
 					f.Repaired = m.destroyFiles(c) == nil
 				} else {
@@ -88,6 +92,20 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 				creating[id] = true
 			}
 			l.release()
+			if f.Repaired {
+				repairedNew[id] = true
+			}
+			add(f)
+		case strings.HasPrefix(name, ".tmp-"):
+			// cubo died between mkdir and lock of a new container's dir.
+			dir := filepath.Join(m.dir, name)
+			f := Finding{Object: "container " + strings.TrimPrefix(name, ".tmp-"), Problem: "creation interrupted before its dir was locked", Garbage: true}
+			if fi, err := os.Stat(dir); repair && err == nil && time.Since(fi.ModTime()) >= stagingGrace {
+				if l, ok, err := tryLock(dir); err == nil && ok {
+					f.Repaired = os.RemoveAll(dir) == nil
+					l.release()
+				}
+			}
 			add(f)
 		case strings.HasPrefix(name, ".rm-"):
 			add(Finding{Object: "container " + strings.TrimPrefix(name, ".rm-"), Problem: "removal interrupted; the next listing finishes it", Garbage: true})
@@ -181,7 +199,7 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 			add(Finding{Object: "mount " + p, Problem: "network namespace of a container that no longer needs it", Garbage: true})
 			netGarbage = true
 		case len(parts) == 3 && parts[0] == "containers" && parts[2] == "rootfs" && records[parts[1]] != nil:
-		case len(parts) == 3 && parts[0] == "containers" && parts[2] == "rootfs" && strings.HasPrefix(parts[1], ".new-") && creating[strings.TrimPrefix(parts[1], ".new-")]:
+		case len(parts) == 3 && parts[0] == "containers" && parts[2] == "rootfs" && strings.HasPrefix(parts[1], ".new-") && (creating[strings.TrimPrefix(parts[1], ".new-")] || repairedNew[strings.TrimPrefix(parts[1], ".new-")]):
 		default:
 			add(Finding{Object: "mount " + p, Problem: "nothing under the root dir owns it"})
 		}

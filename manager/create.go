@@ -227,13 +227,22 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 
 	id := newID()
 	staging := filepath.Join(m.dir, ".new-"+id)
-	if err := os.Mkdir(staging, 0o711); err != nil {
+	// Made under a temporary name and renamed once locked: a .new-<id> whose
+	// lock is free is then always a creation whose cubo died, and its name
+	// is free at once (exists), with no grace period for the mkdir-to-lock gap.
+	tmp := filepath.Join(m.dir, ".tmp-"+id)
+	if err := os.Mkdir(tmp, 0o711); err != nil {
 		return nil, fmt.Errorf("create container dir: %w", err)
 	}
-	lock, _, err := tryLock(staging)
+	lock, _, err := tryLock(tmp)
 	if err != nil {
-		os.RemoveAll(staging)
+		os.RemoveAll(tmp)
 		return nil, err
+	}
+	if err := os.Rename(tmp, staging); err != nil {
+		lock.release()
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("create container dir: %w", err)
 	}
 	c := &Container{
 		ID: id, Name: o.Name, Image: o.Image, ImageID: img.ID.String(),
@@ -545,11 +554,20 @@ func (m *Manager) lockNames() (func(), error) {
 
 // exists tells whether a container (committed or being created) with the ID exists.
 func (m *Manager) exists(id string) bool {
-	for _, d := range []string{m.containerDir(id), filepath.Join(m.dir, ".new-"+id)} {
-		if _, err := os.Lstat(d); err == nil {
-			return true
-		}
+	if _, err := os.Lstat(m.containerDir(id)); err == nil {
+		return true
 	}
+	staging := filepath.Join(m.dir, ".new-"+id)
+	if _, err := os.Lstat(staging); err != nil {
+		return false
+	}
+	// Its creator holds the lock from before the dir had this name; a free
+	// lock means cubo died mid-creation and the name is not taken.
+	l, ok, err := tryLock(staging)
+	if err != nil || !ok {
+		return true
+	}
+	l.release()
 	return false
 }
 
