@@ -73,7 +73,11 @@ func NormalizeName(name string) (string, error) {
 func familiarName(r ref.Ref) string {
 	repo := r.Repository
 	if r.Registry == "docker.io" {
-		repo = strings.TrimPrefix(repo, "library/")
+		// Only official images (one path component under library/) lose the
+		// prefix: "library/a/b" shortened to "a/b" would name another image.
+		if rest, ok := strings.CutPrefix(repo, "library/"); ok && !strings.Contains(rest, "/") {
+			repo = rest
+		}
 	} else {
 		repo = r.Registry + "/" + repo
 	}
