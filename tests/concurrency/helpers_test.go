@@ -85,8 +85,6 @@ func newEnv(t *testing.T) *env {
 	return hostenv.New(t, hostenv.Config{BinDir: binDir, BusyboxTar: busyboxTar, Bridge: testBridge, Subnet: testSubnet})
 }
 
-func randDur(max time.Duration) time.Duration { return hostenv.RandDur(rng, max) }
-
 var (
 	eventually  = hostenv.Eventually
 	mountsUnder = hostenv.MountsUnder

@@ -93,6 +93,5 @@ func randDur(max time.Duration) time.Duration { return hostenv.RandDur(rng, max)
 
 var (
 	eventually  = hostenv.Eventually
-	mountsUnder = hostenv.MountsUnder
 	processesOf = hostenv.ProcessesOf
 )
