@@ -71,7 +71,13 @@ func TestMain(m *testing.M) {
 		}
 	}
 	parents, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
+	_, bridgeErr := os.Stat("/sys/class/net/" + testBridge)
 	code := m.Run()
+	// The tests' default bridge outlives their containers (as docker0 does);
+	// it is this package's own, so it goes with the package's run.
+	if bridgeErr != nil {
+		_ = exec.Command("ip", "link", "del", testBridge).Run()
+	}
 	after, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
 	for _, p := range after {
 		if !slices.Contains(parents, p) {
