@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	goruntime "runtime"
 	"strconv"
 	"strings"
@@ -51,7 +50,6 @@ type CreateOpts struct {
 	ExtraFiles []*os.File
 }
 
-var idRegexp = regexp.MustCompile(`^[\w+\-.]+$`)
 
 // ValidateID applies runc's ID rules plus a length cap: the ID becomes a
 // directory name, so it may not exceed NAME_MAX.
@@ -59,8 +57,16 @@ func ValidateID(id string) error {
 	if id == "" {
 		return ErrEmptyID
 	}
-	if len(id) > 255 || !idRegexp.MatchString(id) || id == "." || id == ".." || filepath.Clean("/"+id) != "/"+id {
+	if len(id) > 255 || id == "." || id == ".." {
 		return ErrInvalidID
+	}
+	// runc's [\w+\-.]+, checked by hand: a regexp compiled at package init
+	// would cost every cubo-runc process, the container init included.
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '+' || c == '-' || c == '.') {
+			return ErrInvalidID
+		}
 	}
 	return nil
 }
@@ -173,14 +179,9 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 
 	// fds of the init: 0-2 stdio, then the preserved fds (so they keep
 	// their numbers in the container), then ours.
-	files := make([]*os.File, 0, o.PreserveFds+len(o.ExtraFiles)+4)
-	for i := 0; i < o.PreserveFds; i++ {
-		fd := 3 + i
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			return nil, fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", i, o.PreserveFds, err)
-		}
-		files = append(files, os.NewFile(uintptr(fd), "preserved-"+strconv.Itoa(fd)))
+	files, err := preservedFiles(o.PreserveFds, len(o.ExtraFiles)+4)
+	if err != nil {
+		return nil, err
 	}
 	files = append(files, o.ExtraFiles...)
 	// The init is short-lived and allocates little: no garbage collector,
@@ -558,4 +559,20 @@ func sendSeccompListener(s *specs.Spec, fd int, st *specs.State) error {
 		return fmt.Errorf("send seccomp fd to %s: %w", sc.ListenerPath, err)
 	}
 	return nil
+}
+
+// preservedFiles returns this process's fds 3..3+n-1 (--preserve-fds), in
+// order, so that they keep their numbers in the container; spare is extra
+// capacity for the caller's own files.
+func preservedFiles(n, spare int) ([]*os.File, error) {
+	files := make([]*os.File, 0, n+spare)
+	for i := 0; i < n; i++ {
+		fd := 3 + i
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", i, n, err)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "preserved-"+strconv.Itoa(fd)))
+	}
+	return files, nil
 }

@@ -87,14 +87,9 @@ func (c *Container) Exec(o ExecOpts) (_ *os.Process, retErr error) {
 	}
 	defer exe.Close()
 
-	files := make([]*os.File, 0, o.PreserveFds+3)
-	for i := 0; i < o.PreserveFds; i++ {
-		fd := 3 + i
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			return nil, fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", i, o.PreserveFds, err)
-		}
-		files = append(files, os.NewFile(uintptr(fd), "preserved"))
+	files, err := preservedFiles(o.PreserveFds, 3)
+	if err != nil {
+		return nil, err
 	}
 	env := []string{"GOMAXPROCS=1", "GOGC=off", nsenter.EnvNSEnter + "=" + strings.Join(joins, ";")}
 	add := func(name string, f *os.File) int {
