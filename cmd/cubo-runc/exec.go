@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -114,25 +113,11 @@ func (c *execCmd) Run(g *globals) error {
 		ioDone = done
 		defer restore()
 	}
-	waitc := make(chan *os.ProcessState, 1)
-	go func() {
-		ps, _ := proc.Wait()
-		waitc <- ps
-	}()
-	for {
-		select {
-		case sig := <-sigs:
-			s := sig.(syscall.Signal)
-			if s != unix.SIGCHLD && s != unix.SIGURG && s != unix.SIGWINCH && s != unix.SIGPIPE {
-				_ = unix.Kill(proc.Pid, s)
-			}
-		case ps := <-waitc:
-			if ioDone != nil {
-				<-ioDone
-			}
-			return &exitError{code: exitCode(ps)}
-		}
+	ps := forwardUntilExit(proc.Pid, proc.Wait, sigs, nil)
+	if ioDone != nil {
+		<-ioDone
 	}
+	return &exitError{code: exitCode(ps)}
 }
 
 // process builds the process to run: process.json as is, or the bundle's

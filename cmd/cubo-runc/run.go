@@ -96,38 +96,15 @@ func (c *runCmd) Run(g *globals) error {
 		_ = ct.Delete(true)
 		return err
 	}
-	waitc := make(chan *os.ProcessState, 1)
-	go func() {
-		ps, _ := ct.Wait()
-		waitc <- ps
-	}()
-	for {
-		select {
-		case sig := <-sigs:
-			s := sig.(syscall.Signal)
-			switch s {
-			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
-				// SIGCHLD: reaping is the Wait goroutine's job.
-			case unix.SIGWINCH:
-				if term != nil {
-					if cur, err := console.Current().Size(); err == nil {
-						_ = term.Resize(cur)
-					}
-				}
-			default:
-				_ = unix.Kill(ct.InitPid, s)
-			}
-		case ps := <-waitc:
-			if ioDone != nil {
-				<-ioDone
-			}
-			if restore != nil {
-				restore()
-			}
-			destroy()
-			return &exitError{code: exitCode(ps)}
-		}
+	ps := forwardUntilExit(ct.InitPid, ct.Wait, sigs, term)
+	if ioDone != nil {
+		<-ioDone
 	}
+	if restore != nil {
+		restore()
+	}
+	destroy()
+	return &exitError{code: exitCode(ps)}
 }
 
 func exitCode(ps *os.ProcessState) int {

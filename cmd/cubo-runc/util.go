@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
+	"syscall"
 
+	"github.com/containerd/console"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // loadSpecQuiet decodes config.json without validation, for peeking at a
@@ -41,4 +43,30 @@ var forwardedSignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1,
 	unix.SIGUSR2, unix.SIGALRM, unix.SIGCONT, unix.SIGWINCH, unix.SIGPWR,
 	unix.SIGVTALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
+}
+
+// forwardUntilExit relays the signals arriving on sigs to pid until wait
+// reports the process's exit, and returns its state. SIGWINCH resizes term
+// (the container's pty) when there is one instead of being relayed.
+func forwardUntilExit(pid int, wait func() (*os.ProcessState, error), sigs <-chan os.Signal, term console.Console) *os.ProcessState {
+	waitc := make(chan *os.ProcessState, 1)
+	go func() {
+		ps, _ := wait()
+		waitc <- ps
+	}()
+	for {
+		select {
+		case sig := <-sigs:
+			s := sig.(syscall.Signal)
+			if s != unix.SIGWINCH {
+				_ = unix.Kill(pid, s)
+			} else if term != nil {
+				if cur, err := console.Current().Size(); err == nil {
+					_ = term.Resize(cur)
+				}
+			}
+		case ps := <-waitc:
+			return ps
+		}
+	}
 }
