@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 const (
@@ -179,7 +181,7 @@ func TestParallelCubo(t *testing.T) {
 // run `true` before the delete. Nothing is left: state, cgroups, processes, mounts.
 func TestParallelRuntime(t *testing.T) {
 	e := newEnv(t)
-	rt := filepath.Join(binDir, "cubo-runc")
+	rt := filepath.Join(hostenv.BinDir, "cubo-runc")
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 const busyboxOCI = "/work/shared/images/busybox-1.38.0-musl-amd64.oci"
@@ -220,7 +222,7 @@ func TestKillMonitor(t *testing.T) {
 // clean up, and the next create works.
 func TestKillRuntimeCreate(t *testing.T) {
 	e := newEnv(t)
-	rt := filepath.Join(binDir, "cubo-runc")
+	rt := filepath.Join(hostenv.BinDir, "cubo-runc")
 	// A bundle runc-style: busybox's rootfs and the default spec running sleep.
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")

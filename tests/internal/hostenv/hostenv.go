@@ -44,6 +44,70 @@ func (c Config) subnetPrefix() string {
 
 var perContainerChain = regexp.MustCompile(`CNI-(DN-)?[0-9a-f]{16,}`)
 
+// BinDir holds the cubo and cubo-runc binaries under test, and Rng is the
+// seeded source of random kill points; Main sets both.
+var (
+	BinDir string
+	Rng    *rand.Rand
+)
+
+// Main is the TestMain of a package using the harness, named name, whose
+// cubo runs use the default bridge bridge. It skips unless root, seeds Rng
+// from CUBO_CRASH_SEED (printed, so a run can be replayed), provides cubo and
+// cubo-runc in BinDir (copies of $CUBO_BIN's, else built), runs the tests,
+// removes the cgroup parents and the bridge that the run created, and exits.
+func Main(m *testing.M, name, bridge string) {
+	if os.Geteuid() != 0 {
+		fmt.Printf("skip: tests/%s needs root (containers, overlay mounts, cgroups)\n", name)
+		os.Exit(0)
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("CUBO_CRASH_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	fmt.Printf("%s tests: CUBO_CRASH_SEED=%d\n", name, seed)
+	Rng = rand.New(rand.NewPCG(seed, seed))
+	dir, err := os.MkdirTemp("", "cubo-"+name+"-bin-")
+	if err != nil {
+		panic(err)
+	}
+	BinDir = dir
+	for _, b := range []string{"cubo", "cubo-runc"} {
+		// `make test` passes the binaries it built; they are copied so that a runtime
+		// dir name is always cubo-runc.
+		if src := os.Getenv("CUBO_BIN"); src != "" {
+			if data, err := os.ReadFile(filepath.Join(src, b)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, b), data, 0o755); err != nil {
+					panic(err)
+				}
+				continue
+			}
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("go build %s: %v\n%s", b, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
+	_, bridgeErr := os.Stat("/sys/class/net/" + bridge)
+	code := m.Run()
+	// The tests' default bridge outlives their containers (as docker0 does);
+	// it is this package's own, so it goes with the package's run.
+	if bridgeErr != nil {
+		_ = exec.Command("ip", "link", "del", bridge).Run()
+	}
+	after, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
+	for _, p := range after {
+		if !slices.Contains(parents, p) {
+			_ = os.Remove(p)
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // Env is one cubo root dir with busybox imported, and the machine state it must
 // leave as it found it.
 type Env struct {
