@@ -29,7 +29,6 @@ func newEnv(t *testing.T) *env {
 }
 
 var (
-	eventually  = hostenv.Eventually
 	mountsUnder = hostenv.MountsUnder
 	processesOf = hostenv.ProcessesOf
 )

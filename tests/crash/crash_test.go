@@ -3,8 +3,6 @@ package crash_test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,43 +21,9 @@ const busyboxOCI = "/work/shared/images/busybox-1.38.0-musl-amd64.oci"
 // pushed as busybox:latest (by skopeo from the shared OCI layout); it is stopped by PID.
 func startRegistry(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		t.Skip("docker-registry not installed; skipping")
-	}
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo not installed; skipping")
-	}
-	if _, err := os.Stat(busyboxOCI); err != nil {
-		t.Skipf("%s absent: %v", busyboxOCI, err)
-	}
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", cfgPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	eventually(t, "registry answering", func() bool {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	out, err := exec.Command("skopeo", "copy", "--dest-tls-verify=false", "oci:"+busyboxOCI, "docker://"+addr+"/busybox:latest").CombinedOutput()
-	if err != nil {
-		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	addr, missing := hostenv.StartRegistry(t, busyboxOCI)
+	if addr == "" {
+		t.Skip(missing + "; skipping")
 	}
 	return addr
 }
@@ -223,30 +187,7 @@ func TestKillMonitor(t *testing.T) {
 func TestKillRuntimeCreate(t *testing.T) {
 	e := newEnv(t)
 	rt := filepath.Join(hostenv.BinDir, "cubo-runc")
-	// A bundle runc-style: busybox's rootfs and the default spec running sleep.
-	bundle := t.TempDir()
-	rootfs := filepath.Join(bundle, "rootfs")
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("tar", "-xzf", busyboxTar, "-C", rootfs).CombinedOutput(); err != nil {
-		t.Fatalf("untar: %v %s", err, out)
-	}
-	if out, err := exec.Command(rt, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
-		t.Fatalf("spec: %v %s", err, out)
-	}
-	var spec map[string]any
-	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatal(err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["args"] = []string{"sleep", "100"}
-	proc["terminal"] = false
-	b, _ = json.Marshal(spec)
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bundle := e.Bundle("sleep", "100")
 	state := filepath.Join(e.Root, "direct-runtime")
 	logs := t.TempDir()
 	n := 0

@@ -6,9 +6,11 @@ package hostenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -382,4 +384,82 @@ func Eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// StartRegistry serves the OCI layout at layout as busybox:latest from a
+// docker-registry on 127.0.0.1, stopped when t ends, and returns its
+// address; "" (and why) when docker-registry, skopeo or the layout is
+// missing, for the caller to skip or do without.
+func StartRegistry(t *testing.T, layout string) (addr, missing string) {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		return "", "docker-registry not installed"
+	}
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		return "", "skopeo not installed"
+	}
+	if _, err := os.Stat(layout); err != nil {
+		return "", fmt.Sprintf("%s absent: %v", layout, err)
+	}
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", cfgPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	Eventually(t, "registry answering", func() bool {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	if out, err := exec.Command("skopeo", "copy", "--dest-tls-verify=false", "oci:"+layout, "docker://"+addr+"/busybox:latest").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	return addr, ""
+}
+
+// Bundle makes an OCI bundle of the busybox rootfs whose process runs args
+// without a terminal (cubo-runc's default spec otherwise), for driving the
+// runtime directly; it returns the bundle dir.
+func (e *Env) Bundle(args ...string) string {
+	t := e.T
+	t.Helper()
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-xzf", e.cfg.BusyboxTar, "-C", rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("untar: %v %s", err, out)
+	}
+	if out, err := exec.Command(filepath.Join(e.cfg.BinDir, "cubo-runc"), "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("spec: %v %s", err, out)
+	}
+	var spec map[string]any
+	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["args"] = args
+	proc["terminal"] = false
+	b, _ = json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bundle
 }
