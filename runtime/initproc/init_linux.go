@@ -83,10 +83,12 @@ func envFd(name string) (int, error) {
 
 // initState carries what the steps of run share.
 type initState struct {
-	cfg       *proto.InitConfig
-	sock      *os.File
-	fifoFd    int
-	consoleFd int
+	cfg *proto.InitConfig
+	// hostMounts is the mount table as setupRootfs found it.
+	hostMounts []mountEntry
+	sock       *os.File
+	fifoFd     int
+	consoleFd  int
 }
 
 func (in *initState) run() error {

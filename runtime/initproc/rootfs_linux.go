@@ -41,7 +41,14 @@ func (in *initState) setupRootfs() error {
 		return fmt.Errorf("set propagation of / to %s: %w", propName(prop), err)
 	}
 	// pivot_root refuses a new root whose parent mount is shared.
-	if err := makeParentPrivate(c.Rootfs); err != nil {
+	// The host's mount table, read once: the cgroup mounts need it too, and
+	// what we mount below the rootfs does not change those entries.
+	hostMounts, err := readMountinfo()
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	in.hostMounts = hostMounts
+	if err := makeParentPrivate(hostMounts, c.Rootfs); err != nil {
 		return err
 	}
 	// pivot_root and MS_MOVE need the rootfs to be a mount point.
@@ -158,8 +165,8 @@ func isBind(m *specs.Mount) bool {
 }
 
 // makeParentPrivate makes the mount holding path private if it is shared.
-func makeParentPrivate(path string) error {
-	mi, err := mountOf(path)
+func makeParentPrivate(entries []mountEntry, path string) error {
+	mi, err := mountOf(entries, path)
 	if err != nil {
 		return err
 	}
@@ -228,11 +235,7 @@ func unescape(s string) string {
 }
 
 // mountOf returns the mount entry whose mount point is the longest prefix of path.
-func mountOf(path string) (mountEntry, error) {
-	entries, err := readMountinfo()
-	if err != nil {
-		return mountEntry{}, err
-	}
+func mountOf(entries []mountEntry, path string) (mountEntry, error) {
 	var best mountEntry
 	found := false
 	for _, e := range entries {
@@ -403,10 +406,7 @@ func mkTarget(root *os.File, dest string, isDir bool) (*os.File, error) {
 // runc does; with one it mounts fresh cgroupfs instances, whose root the
 // kernel already scopes to the namespace.
 func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, opts spec.MountOptions) error {
-	entries, err := readMountinfo()
-	if err != nil {
-		return fmt.Errorf("read mountinfo: %w", err)
-	}
+	entries := in.hostMounts
 	own, err := ownCgroups()
 	if err != nil {
 		return err
