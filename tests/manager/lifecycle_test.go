@@ -88,8 +88,13 @@ func TestAutoRemove(t *testing.T) {
 		e.assertClean(nil)
 		id := strings.TrimSpace(e.ok("run", "--rm", "busybox", "true"))
 		eventually(t, "the detached --rm container to disappear", func() bool {
-			_, err := os.Stat(filepath.Join(e.root, "containers", id))
-			return os.IsNotExist(err)
+			// Removal renames the dir to a .rm- tombstone first, then deletes it.
+			for _, d := range []string{id, ".rm-" + id} {
+				if _, err := os.Stat(filepath.Join(e.root, "containers", d)); !os.IsNotExist(err) {
+					return false
+				}
+			}
+			return true
 		})
 		e.assertClean([]string{id})
 	})
