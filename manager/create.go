@@ -611,10 +611,12 @@ func (m *Manager) destroyFiles(c *Container) error {
 	if err := os.Rename(c.dir, tomb); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", c.dir, err)
 	}
+	// The name goes with the record (the rename above), before the files:
+	// once the tombstone is gone, nothing of the container is left.
+	m.releaseName(c)
 	if err := os.RemoveAll(tomb); err != nil {
 		return fmt.Errorf("remove %s: %w", c.dir, err)
 	}
-	m.releaseName(c)
 	return nil
 }
 
