@@ -50,7 +50,6 @@ type CreateOpts struct {
 	ExtraFiles []*os.File
 }
 
-
 // ValidateID applies runc's ID rules plus a length cap: the ID becomes a
 // directory name, so it may not exceed NAME_MAX.
 func ValidateID(id string) error {
