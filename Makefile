@@ -42,7 +42,6 @@ test: deps build
 	@# them can tell it is the last user; once all are done, remove it if empty
 	@# (rmdir refuses a parent that still has containers).
 	@for d in /sys/fs/cgroup/*/cubo; do rmdir "$$d" 2>/dev/null || true; done
-	$(MAKE) fuzz FUZZTIME=2s
 
 unit-test:
 	$(GO) test -count=1 -short ./...

@@ -69,8 +69,20 @@ func NormalizeName(name string) (string, error) {
 	return familiarName(r), nil
 }
 
-// familiarName drops docker.io/ and library/ as the docker CLI does.
+// familiarName drops docker.io/ and library/ as the docker CLI does, unless the
+// short form would parse as another reference: "docker.io/0.0/x" stays whole, since
+// "0.0/x" names the repository x on the registry 0.0.
 func familiarName(r ref.Ref) string {
+	short := shortName(r)
+	if r.Registry == "docker.io" {
+		if back, err := ref.New(short); err != nil || back.CommonName() != r.CommonName() {
+			return r.CommonName()
+		}
+	}
+	return short
+}
+
+func shortName(r ref.Ref) string {
 	repo := r.Repository
 	if r.Registry == "docker.io" {
 		// Only official images (one path component under library/) lose the

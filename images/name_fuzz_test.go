@@ -18,6 +18,8 @@ func FuzzNormalizeName(f *testing.F) {
 		"quay.io/org/img:tag@sha256:" + strings.Repeat("0", 64), "ALPINE", "a:b:c", "a@b", ":tag", "@sha256:x",
 		"http://reg/x", "../../etc/passwd", "a/../b", "a//b", "a:" + strings.Repeat("t", 200), "[::1]:5000/x",
 		"reg:99999/x", "x:-", "\x00", "a b",
+		// Found by fuzzing: the short form of these names another registry.
+		"docker.io/0.0/0", "docker.io/localhost/x", "docker.io/a:5/b",
 	} {
 		f.Add(s)
 	}
