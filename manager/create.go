@@ -366,7 +366,7 @@ func (m *Manager) bundle(ctx context.Context, c *Container, img *images.Image, o
 	}
 
 	opts := []spec.Opt{
-		spec.WithImageConfig(icfg),
+		spec.WithImageConfig(spec.ImageConfig{Env: icfg.Env, Entrypoint: icfg.Entrypoint, Cmd: icfg.Cmd, WorkingDir: icfg.WorkingDir, Labels: icfg.Labels}),
 		spec.WithProcessArgs(args...),
 		spec.WithEnv(o.Env...),
 		spec.WithUser(uid, gid, groups),

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -52,10 +51,22 @@ func Generate(opts ...Opt) (*specs.Spec, error) {
 	return s, nil
 }
 
+// ImageConfig is the part of an OCI image's config (image-spec's v1.ImageConfig) that
+// becomes runtime config. It is a type of its own so that cubo-runc, which links this
+// package, does not link image-spec and go-digest, whose package init compiles
+// regexps in every runtime process.
+type ImageConfig struct {
+	Env        []string
+	Entrypoint []string
+	Cmd        []string
+	WorkingDir string
+	Labels     map[string]string
+}
+
 // WithImageConfig applies an image's Env, Entrypoint + Cmd, WorkingDir and Labels (as
 // annotations). The image's User needs the rootfs to resolve names and is left to
 // WithUser; StopSignal is not part of a runtime config and is the manager's business.
-func WithImageConfig(c ocispec.ImageConfig) Opt {
+func WithImageConfig(c ImageConfig) Opt {
 	return func(s *specs.Spec) error {
 		for _, kv := range c.Env {
 			if err := setEnv(s, kv); err != nil {

@@ -5,13 +5,12 @@ import (
 	"slices"
 	"testing"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestGenerateImageConfigAndOverrides(t *testing.T) {
 	s, err := Generate(
-		WithImageConfig(ocispec.ImageConfig{
+		WithImageConfig(ImageConfig{
 			Entrypoint: []string{"/ep"},
 			Cmd:        []string{"a", "b"},
 			Env:        []string{"PATH=/img/bin", "A=1"},

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -26,8 +27,11 @@ func invalid(format string, args ...any) error {
 // semver is SemVer 2.0.0 restricted to major version 1: the runtime implements runtime-spec
 // 1.x, and the spec promises compatibility within a major version.
 var (
-	semver   = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
-	majorOne = regexp.MustCompile(`^1\.`)
+	// Compiled on first use: a package-level MustCompile runs in every
+	// cubo-runc process, container inits included.
+	semver = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+	})
 )
 
 // Validate checks a config the way runc does before it creates anything, and returns the
@@ -172,10 +176,10 @@ func checkVersion(v string) error {
 	if v == "" {
 		return invalid("ociVersion must not be empty")
 	}
-	if !semver.MatchString(v) {
+	if !semver().MatchString(v) {
 		return invalid("ociVersion %q is not a semantic version", v)
 	}
-	if !majorOne.MatchString(v) {
+	if !strings.HasPrefix(v, "1.") {
 		return invalid("ociVersion %q is not supported: want 1.x.y (up to %s)", v, specs.Version)
 	}
 	return nil
@@ -497,7 +501,7 @@ var (
 		specs.LinuxSeccompFlagLog, specs.LinuxSeccompFlagSpecAllow,
 		specs.LinuxSeccompFlagWaitKillableRecv, "SECCOMP_FILTER_FLAG_TSYNC",
 	}
-	seccompArch = regexp.MustCompile(`^SCMP_ARCH_[A-Z0-9_]+$`)
+	seccompArch = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^SCMP_ARCH_[A-Z0-9_]+$`) })
 )
 
 func checkSeccomp(sc *specs.LinuxSeccomp) error {
@@ -508,7 +512,7 @@ func checkSeccomp(sc *specs.LinuxSeccomp) error {
 		return invalid("linux.seccomp.defaultAction: unknown action %q", sc.DefaultAction)
 	}
 	for i, a := range sc.Architectures {
-		if !seccompArch.MatchString(string(a)) {
+		if !seccompArch().MatchString(string(a)) {
 			return invalid("linux.seccomp.architectures[%d]: unknown architecture %q", i, a)
 		}
 	}
