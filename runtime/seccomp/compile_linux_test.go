@@ -98,7 +98,7 @@ const (
 )
 
 func sys64(name string, args ...uint64) data {
-	nr, ok := syscallsX86_64[name]
+	nr, ok := syscallsX86_64.lookup(name)
 	if !ok {
 		panic("no syscall " + name)
 	}
@@ -179,10 +179,10 @@ func TestCompileSemantics(t *testing.T) {
 			},
 			probes: []probe{
 				{sys64("mkdir"), retEPERM},
-				{data{nr: syscallsI386["mkdir"], arch: archI386}, retKill},
+				{data{nr: syscallsI386.nr("mkdir"), arch: archI386}, retKill},
 				{data{nr: 0, arch: unix.AUDIT_ARCH_AARCH64}, retKill},
-				{data{nr: syscallsX32["mkdir"], arch: archX86_64}, retKill},
-				{data{nr: syscallsX32["read"], arch: archX86_64}, retKill},
+				{data{nr: syscallsX32.nr("mkdir"), arch: archX86_64}, retKill},
+				{data{nr: syscallsX32.nr("read"), arch: archX86_64}, retKill},
 				{data{nr: 0xffffffff, arch: archX86_64}, retAllow},
 			},
 		},
@@ -201,13 +201,13 @@ func TestCompileSemantics(t *testing.T) {
 			probes: []probe{
 				{sys64("read"), retAllow},
 				{sys64("write"), retEPERM},
-				{data{nr: syscallsI386["read"], arch: archI386}, retAllow},
-				{data{nr: syscallsI386["chown32"], arch: archI386}, retAllow},
-				{data{nr: syscallsI386["write"], arch: archI386}, retEPERM},
-				{data{nr: syscallsX32["read"], arch: archX86_64}, retAllow},
-				{data{nr: syscallsX32["rt_sigaction"], arch: archX86_64}, retAllow},
-				{data{nr: syscallsX86_64["rt_sigaction"], arch: archX86_64}, retAllow},
-				{data{nr: syscallsX32["write"], arch: archX86_64}, retEPERM},
+				{data{nr: syscallsI386.nr("read"), arch: archI386}, retAllow},
+				{data{nr: syscallsI386.nr("chown32"), arch: archI386}, retAllow},
+				{data{nr: syscallsI386.nr("write"), arch: archI386}, retEPERM},
+				{data{nr: syscallsX32.nr("read"), arch: archX86_64}, retAllow},
+				{data{nr: syscallsX32.nr("rt_sigaction"), arch: archX86_64}, retAllow},
+				{data{nr: syscallsX86_64.nr("rt_sigaction"), arch: archX86_64}, retAllow},
+				{data{nr: syscallsX32.nr("write"), arch: archX86_64}, retEPERM},
 				// Above the profile's highest syscall: ENOSYS, per ABI,
 				// and -1 too (runc).
 				{data{nr: 0xffffffff, arch: archX86_64}, retENOSYS},
@@ -216,8 +216,8 @@ func TestCompileSemantics(t *testing.T) {
 				{data{nr: 1000, arch: archI386}, retENOSYS},
 				{data{nr: x32SyscallBit | 1000, arch: archX86_64}, retENOSYS},
 				// x86 and x32 compare only the low 32 bits.
-				{data{nr: syscallsI386["personality"], arch: archI386, args: [6]uint64{8}}, retAllow},
-				{data{nr: syscallsX32["personality"], arch: archX86_64, args: [6]uint64{8}}, retAllow},
+				{data{nr: syscallsI386.nr("personality"), arch: archI386, args: [6]uint64{8}}, retAllow},
+				{data{nr: syscallsX32.nr("personality"), arch: archX86_64, args: [6]uint64{8}}, retAllow},
 				{sys64("personality", 8), retEPERM},
 				{sys64("personality", 0x100000008), retAllow},
 			},
@@ -325,10 +325,10 @@ func TestCompileOperators(t *testing.T) {
 		prog := compile(t, s)
 		for _, a := range values {
 			for _, arch := range []uint32{archX86_64, archI386} {
-				d := data{nr: syscallsX86_64["ioctl"], arch: arch}
+				d := data{nr: syscallsX86_64.nr("ioctl"), arch: arch}
 				w := want(a)
 				if arch == archI386 {
-					d.nr = syscallsI386["ioctl"]
+					d.nr = syscallsI386.nr("ioctl")
 					// libseccomp compares the low halves on 32-bit ABIs.
 					lo := arg
 					lo.Value, lo.ValueTwo = uint64(uint32(arg.Value)), uint64(uint32(arg.ValueTwo))
@@ -407,11 +407,11 @@ func TestCompileDockerProfile(t *testing.T) {
 	}
 	const cloneNewUser, sigchld = unix.CLONE_NEWUSER, uint64(unix.SIGCHLD)
 	i386 := func(name string, args ...uint64) data {
-		d := data{nr: syscallsI386[name], arch: archI386}
+		d := data{nr: syscallsI386.nr(name), arch: archI386}
 		copy(d.args[:], args)
 		return d
 	}
-	x32 := func(name string) data { return data{nr: syscallsX32[name], arch: archX86_64} }
+	x32 := func(name string) data { return data{nr: syscallsX32.nr(name), arch: archX86_64} }
 	probes := []probe{
 		{sys64("read"), retAllow},
 		{sys64("write"), retAllow},
@@ -448,7 +448,7 @@ func TestCompileDockerProfile(t *testing.T) {
 			continue
 		}
 		for _, name := range sc.Names {
-			if nr, ok := syscallsX86_64[name]; ok {
+			if nr, ok := syscallsX86_64.lookup(name); ok {
 				if got := run(t, prog, data{nr: nr, arch: archX86_64}); got != retAllow {
 					t.Errorf("%s: got %#x, want allow", name, got)
 				}
@@ -546,7 +546,7 @@ func TestCompileDisabled(t *testing.T) {
 
 func TestSyscallTables(t *testing.T) {
 	for _, c := range []struct {
-		table map[string]uint32
+		table syscallTable
 		name  string
 		want  uint32
 	}{
@@ -561,11 +561,17 @@ func TestSyscallTables(t *testing.T) {
 		{syscallsX32, "read", x32SyscallBit},
 		{syscallsX32, "rt_sigaction", x32SyscallBit | 512},
 	} {
-		if got, ok := c.table[c.name]; !ok || got != c.want {
+		if got, ok := c.table.lookup(c.name); !ok || got != c.want {
 			t.Errorf("%s: got %d (%v), want %d", c.name, got, ok, c.want)
 		}
 	}
-	if _, ok := syscallsX86_64["chown32"]; ok {
+	if _, ok := syscallsX86_64.lookup("chown32"); ok {
 		t.Errorf("chown32 is not an x86_64 syscall")
 	}
+}
+
+// nr is lookup for tests that know the name exists.
+func (t syscallTable) nr(name string) uint32 {
+	nr, _ := t.lookup(name)
+	return nr
 }

@@ -68,7 +68,7 @@ func TestRuncDifferential(t *testing.T) {
 	for i := range docker.Syscalls {
 		sc := &docker.Syscalls[i]
 		sc.Names = slices.DeleteFunc(sc.Names, func(n string) bool {
-			nr, ok := syscallsX86_64[n]
+			nr, ok := syscallsX86_64.lookup(n)
 			return ok && nr >= 435 || n == "uretprobe"
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -37,7 +38,7 @@ const flagTsync specs.LinuxSeccompFlag = "SECCOMP_FILTER_FLAG_TSYNC"
 
 // abi is one syscall numbering the filter has to handle.
 type abi struct {
-	table map[string]uint32
+	table syscallTable
 	// wide is true when arguments are 64 bits wide. libseccomp compares
 	// only the low 32 bits on x86 and on x32 (an ILP32 ABI), and so do we.
 	wide bool
@@ -48,6 +49,25 @@ var (
 	abiX86    = &abi{table: syscallsI386}
 	abiX32    = &abi{table: syscallsX32}
 )
+
+// syscallTable is a generated syscall name to number table, sorted by name.
+type syscallTable []struct {
+	name string
+	nr   uint32
+}
+
+func (t syscallTable) lookup(name string) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(t, name, func(e struct {
+		name string
+		nr   uint32
+	}, name string) int {
+		return strings.Compare(e.name, name)
+	})
+	if !ok {
+		return 0, false
+	}
+	return t[i].nr, true
+}
 
 // foreignArches are the runtime-spec architecture names that can never be
 // seen by an x86_64 kernel. libseccomp would emit a section for them that
@@ -186,7 +206,7 @@ func addSyscall(abis []*abiFilter, defRet uint32, sc *specs.LinuxSyscall) error 
 			return errors.New("SCMP_ACT_NOTIFY cannot be used for the write syscall")
 		}
 		for _, f := range abis {
-			nr, ok := f.table[name]
+			nr, ok := f.table.lookup(name)
 			if !ok {
 				continue
 			}
