@@ -110,6 +110,22 @@ type Message struct {
 	Fd int `json:"-"`
 }
 
+// MarshalJSON encodes a message without a Config through a small struct of its own:
+// encoding/json builds its encoders for a type and every type under it on first
+// use, and for Message that would be InitConfig and runtime-spec's whole tree,
+// a cost the init (which only ever sends small messages) would pay at every start.
+func (m Message) MarshalJSON() ([]byte, error) {
+	if m.Config != nil {
+		type full Message // no MarshalJSON method
+		return json.Marshal(full(m))
+	}
+	return json.Marshal(struct {
+		Type  Type   `json:"type"`
+		Error string `json:"error,omitempty"`
+		Pid   int    `json:"pid,omitempty"`
+	}{m.Type, m.Error, m.Pid})
+}
+
 // Send writes one message.
 func Send(f *os.File, m Message) error {
 	b, err := json.Marshal(m)

@@ -85,3 +85,30 @@ func TestEOFWhenPeerCloses(t *testing.T) {
 		t.Fatalf("want io.EOF, got %v", err)
 	}
 }
+
+// A message without a config takes MarshalJSON's small path; it must still
+// decode to the same message, with any text in Error intact.
+func TestSmallMessageRoundTrip(t *testing.T) {
+	parent, child, err := Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer child.Close()
+	want := Message{Type: MsgError, Error: "mount \"/a\u2028b\" <x>: \xff bad", Pid: 42, Fd: -1}
+	if err := Send(child, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Recv(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Error = "mount \"/a\u2028b\" <x>: \ufffd bad" // encoding/json's treatment of invalid UTF-8
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	b, _ := json.Marshal(Message{Type: MsgReady})
+	if string(b) != `{"type":"ready"}` {
+		t.Fatalf("ready message encodes as %s", b)
+	}
+}
