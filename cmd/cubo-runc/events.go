@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,18 @@ func (c *eventsCmd) Run(g *globals) error {
 	if c.Stats {
 		return emit()
 	}
+	// Streaming: a stats line every interval, and an oom line whenever the
+	// memory cgroup reports one, until the container stops. The watch is in
+	// place before the first stats line, so an OOM after that line is seen.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	oom, err := ct.NotifyOOM(ctx)
+	if err != nil {
+		// Stats still work without a memory cgroup (a rootless container
+		// may have none); runc would fail here instead.
+		g.log.Warn().Msgf("no OOM notifications: %v", err)
+		oom = nil
+	}
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for {
@@ -53,8 +66,31 @@ func (c *eventsCmd) Run(g *globals) error {
 			return nil
 		}
 		if err := emit(); err != nil {
+			if ct.Status() == container.Stopped {
+				// Stopped (and maybe deleted) while being sampled.
+				return nil
+			}
 			return err
 		}
-		<-t.C
+	wait:
+		for {
+			select {
+			case _, ok := <-oom:
+				if !ok {
+					// The memory cgroup is gone (v2: emptied), which
+					// normally means the container has stopped.
+					oom = nil
+					if ct.Status() == container.Stopped {
+						return nil
+					}
+					continue
+				}
+				if err := enc.Encode(event{Type: "oom", ID: ct.ID}); err != nil {
+					return err
+				}
+			case <-t.C:
+				break wait
+			}
+		}
 	}
 }

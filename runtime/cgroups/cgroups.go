@@ -12,6 +12,7 @@
 package cgroups
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,11 @@ type Manager interface {
 	Destroy() error
 	// Stats samples usage counters, shaped like runc's `events --stats` data.
 	Stats() (*Stats, error)
+	// NotifyOOM watches the memory cgroup for OOM events: the channel gets
+	// a value per event and is closed when the cgroup goes away (v2: or has
+	// no processes left) or ctx is done. It fails when there is no memory
+	// cgroup (see the method's documentation for the v1 and v2 mechanisms).
+	NotifyOOM(ctx context.Context) (<-chan struct{}, error)
 }
 
 // Option changes where New and Mode look for the host's cgroup layout; the
