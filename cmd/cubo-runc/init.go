@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	goruntime "runtime"
 
 	"github.com/cubo-dev/cubo/runtime/container"
 	"github.com/cubo-dev/cubo/runtime/initproc"
@@ -13,6 +14,9 @@ import (
 // It is dispatched from a package init function, before main and kong, so
 // the init pays for nothing it does not use.
 func init() {
+	// No heap profile is ever taken; sampling would still record stacks of the
+	// first allocations and fault in the profiler's bucket table.
+	goruntime.MemProfileRate = 0
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		initproc.Init()
 	}
