@@ -138,6 +138,17 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 		return nil, fmt.Errorf("check names: %w", err)
 	}
 	for _, e := range nents {
+		if id, ok := strings.CutPrefix(e.Name(), claimPrefix); ok {
+			// reserveName holds its claim file for a link(2); an older one is
+			// what a killed cubo left.
+			f := Finding{Object: "container " + id, Problem: "name claim left by an interrupted creation", Garbage: true}
+			path := filepath.Join(m.dir, ".names", e.Name())
+			if fi, err := os.Stat(path); repair && err == nil && time.Since(fi.ModTime()) >= stagingGrace {
+				f.Repaired = os.Remove(path) == nil
+			}
+			add(f)
+			continue
+		}
 		b, err := os.ReadFile(m.nameFile(e.Name()))
 		owner := strings.TrimSpace(string(b))
 		if err != nil {

@@ -494,18 +494,20 @@ func (m *Manager) resolveNetworkTarget(ctx context.Context, p *parsed) error {
 
 // reserveName claims name for id. A name file whose container no longer exists (its
 // creator died before committing) is taken over.
+//
+// The claim is written to a file of its own and hard-linked into place: link fails if
+// the name exists, as an O_EXCL create would, but the name file never exists empty. An
+// O_EXCL create followed by a write, killed in between, left an empty name file that
+// named no container and so could never be taken over.
 func (m *Manager) reserveName(name, id string) error {
+	claim := filepath.Join(m.dir, ".names", claimPrefix+id)
+	if err := os.WriteFile(claim, []byte(id), 0o600); err != nil {
+		return fmt.Errorf("reserve name %s: %w", name, err)
+	}
+	defer os.Remove(claim)
 	for range 3 {
-		f, err := os.OpenFile(m.nameFile(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+		err := os.Link(claim, m.nameFile(name))
 		if err == nil {
-			_, err = f.WriteString(id)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				os.Remove(m.nameFile(name))
-				return fmt.Errorf("reserve name %s: %w", name, err)
-			}
 			return nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -519,8 +521,7 @@ func (m *Manager) reserveName(name, id string) error {
 			return err
 		}
 		b, rerr := os.ReadFile(m.nameFile(name))
-		owner := strings.TrimSpace(string(b))
-		if rerr == nil && (!idRe.MatchString(owner) || m.exists(owner)) {
+		if rerr == nil && m.exists(strings.TrimSpace(string(b))) {
 			unlock()
 			return fmt.Errorf("name %q is already in use: %w", name, errdefs.ErrAlreadyExists)
 		}
@@ -531,6 +532,10 @@ func (m *Manager) reserveName(name, id string) error {
 	}
 	return fmt.Errorf("name %q is already in use: %w", name, errdefs.ErrAlreadyExists)
 }
+
+// claimPrefix names the files reserveName links name files from; one left behind by a
+// killed cubo is garbage for `cubo system check`.
+const claimPrefix = ".claim-"
 
 // lockNames takes the flock on the names dir that removals of name files hold; claims
 // (O_EXCL creates) need none.
@@ -554,6 +559,9 @@ func (m *Manager) lockNames() (func(), error) {
 
 // exists tells whether a container (committed or being created) with the ID exists.
 func (m *Manager) exists(id string) bool {
+	if !idRe.MatchString(id) {
+		return false // not an ID (a torn or foreign name file): names nothing
+	}
 	if _, err := os.Lstat(m.containerDir(id)); err == nil {
 		return true
 	}

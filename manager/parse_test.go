@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 
@@ -161,5 +163,48 @@ func TestMetaRoundTripAndNames(t *testing.T) {
 		if err != nil || !nameRe.MatchString(n) {
 			t.Fatalf("random name %q %v", n, err)
 		}
+	}
+}
+
+// A cubo killed while claiming a name must not hold the name for ever: the claim file
+// is linked into place whole, and a torn (empty or garbled) name file from an older
+// cubo names no container, so the next claim takes it over. Found by tests/crash
+// TestKillRun: an empty name file made "name is already in use" permanent.
+func TestTornNameFileIsTakenOver(t *testing.T) {
+	m, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, torn := range []string{"", "0123", "../../x"} {
+		if err := os.WriteFile(m.nameFile("web"), []byte(torn), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		id := newID()
+		if err := m.reserveName("web", id); err != nil {
+			t.Fatalf("name file %q: %v", torn, err)
+		}
+		if b, _ := os.ReadFile(m.nameFile("web")); string(b) != id {
+			t.Fatalf("name file holds %q, want %q", b, id)
+		}
+		os.Remove(m.nameFile("web"))
+	}
+	ents, _ := os.ReadDir(filepath.Join(m.dir, ".names"))
+	if len(ents) != 0 {
+		t.Fatalf("claim files left in .names: %v", ents)
+	}
+	// A claim left by a killed cubo is garbage that check repairs once it is old.
+	claim := filepath.Join(m.dir, ".names", claimPrefix+newID())
+	os.WriteFile(claim, nil, 0o600)
+	old := time.Now().Add(-time.Minute)
+	os.Chtimes(claim, old, old)
+	fs, err := m.Check(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || !fs[0].Repaired {
+		t.Fatalf("findings %+v", fs)
+	}
+	if _, err := os.Stat(claim); !os.IsNotExist(err) {
+		t.Fatalf("claim not removed: %v", err)
 	}
 }
