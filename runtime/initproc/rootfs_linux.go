@@ -379,6 +379,11 @@ func inRoot(root *os.File, dest string) string {
 // mkTarget creates dest inside root (a directory, or an empty file for a
 // file bind mount) and returns an O_PATH handle to it.
 func mkTarget(root *os.File, dest string, isDir bool) (*os.File, error) {
+	// Most targets (/proc, /dev, /sys/fs/cgroup/...) exist: one openat2
+	// resolves them, where inRoot would lstat every component first.
+	if f, err := openInRoot(root, dest); err == nil {
+		return f, nil
+	}
 	dest = inRoot(root, dest)
 	if isDir {
 		return mkdirAllInRoot(root, dest, 0o755)
