@@ -50,7 +50,11 @@ func (c *Container) Start() error {
 
 // releaseFifo opens the exec fifo for reading, which unblocks the init's
 // open for writing; the byte it then writes confirms it is on its way to
-// exec. A pidfd in the same poll catches an init that dies instead.
+// exec. The init keeps its end open (close-on-exec) through the
+// startContainer hooks, so the EOF that follows means the user process has
+// been executed, or the init has died: only then may start run the poststart
+// hooks and return. A pidfd in the same poll catches an init that dies
+// instead.
 func (c *Container) releaseFifo() error {
 	path := filepath.Join(c.dir, fifoName)
 	// The pidfd first: once the fifo is open the init may exec, finish and
@@ -69,16 +73,8 @@ func (c *Container) releaseFifo() error {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
 	defer unix.Close(fd)
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(pfd), Events: unix.POLLIN}}
-	for {
-		_, err := unix.Poll(fds, -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wait for exec fifo: %w", err)
-		}
-		break
+	if err := pollFifo(fd, pfd); err != nil {
+		return err
 	}
 	var b [1]byte
 	n, err := unix.Read(fd, b[:])
@@ -89,7 +85,43 @@ func (c *Container) releaseFifo() error {
 		return errors.New("cannot start a container that has stopped")
 	}
 	os.Remove(path)
-	return nil
+	// Wait for the init's execve (or death) to close its end.
+	for {
+		if err := pollFifo(fd, pfd); err != nil {
+			return err
+		}
+		n, err := unix.Read(fd, b[:])
+		if n > 0 || err == unix.EAGAIN || err == unix.EINTR {
+			if exited(pfd) {
+				return nil
+			}
+			continue
+		}
+		return nil // EOF (or an error, which can only mean the same)
+	}
+}
+
+// pollFifo waits until the exec fifo fd is readable or hung up, or the
+// process behind pidfd pfd has exited.
+func pollFifo(fd, pfd int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(pfd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for exec fifo: %w", err)
+		}
+		return nil
+	}
+}
+
+// exited says whether the process behind pidfd pfd has exited.
+func exited(pfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(fds, 0)
+	return n > 0
 }
 
 // Signal sends sig to the init, or with all to every process in the

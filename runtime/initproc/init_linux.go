@@ -250,6 +250,10 @@ func (in *initState) ready() error {
 }
 
 // waitStart blocks until `cubo-runc start` opens the exec fifo for reading.
+// The fifo stays open, close-on-exec, until the user process is executed (or
+// the init dies): `start` reads it to EOF, so that it returns, and runs the
+// poststart hooks, only after the startContainer hooks and the execve, as
+// runc's start does.
 func (in *initState) waitStart() error {
 	// fifoFd is an O_PATH fd of the state dir, opened on the host side:
 	// the fifo's path is not reachable after pivot_root.
@@ -260,7 +264,6 @@ func (in *initState) waitStart() error {
 	if _, err := unix.Write(fd, []byte{0}); err != nil {
 		return fmt.Errorf("write exec fifo: %w", err)
 	}
-	unix.Close(fd)
 	unix.Close(in.fifoFd)
 	return nil
 }

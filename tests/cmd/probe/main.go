@@ -269,6 +269,14 @@ func run(cmd string, args []string) {
 		for {
 			unix.Pause()
 		}
+	case "nap":
+		// nap MS: sleep MS milliseconds, then go on.
+		need(cmd, args, 1)
+		ms, err := strconv.Atoi(args[0])
+		if err != nil {
+			die("nap: %v", err)
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
 	case "wait-file":
 		// wait-file PATH: block until PATH exists (used to hold a
 		// container until the test lets it go, without sleeping).

@@ -5,6 +5,7 @@ package main
 // the rest of the probe.
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -231,7 +232,8 @@ func runSpec(cmd string, args []string) bool {
 	case "hook":
 		// hook DIR NAME: act as an OCI hook: copy stdin (the state JSON)
 		// to DIR/NAME.json and record the argv, environment, mount and pid
-		// namespaces in DIR/NAME.info, then DIR/NAME.done.
+		// namespaces and the executable of the state's pid ("init-exe")
+		// in DIR/NAME.info, then DIR/NAME.done.
 		need(cmd, args, 2)
 		hook(args[0], args[1])
 	default:
@@ -263,6 +265,18 @@ func hook(dir, name string) {
 			t = strings.TrimSuffix(t[i+1:], "]")
 		}
 		fmt.Fprintf(&b, "ns %s %s\n", ns, t)
+	}
+	// What the container's init is running as the hook runs: the runtime,
+	// or the user process once executed.
+	var st struct {
+		Pid int `json:"pid"`
+	}
+	if json.Unmarshal(state, &st) == nil && st.Pid > 0 {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.Pid))
+		if err != nil {
+			exe = errName(err)
+		}
+		fmt.Fprintf(&b, "init-exe %s\n", exe)
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".info"), []byte(b.String()), 0o644); err != nil {
 		die("hook: %v", err)
