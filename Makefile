@@ -66,8 +66,14 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 ./...
 
+# conformance runs the OCI runtime-tools validation suite against cubo-runc and
+# writes docs/conformance.md, with a column for each runtime's last recorded run
+# (.conformance/results-<runtime>.txt). CONFORMANCE_PEERS are run first, e.g.
+# CONFORMANCE_PEERS="runc crun tests/conformance/crun-oci1.0.2"; CONFORMANCE_V1=0
+# keeps the host's cgroup layout (see tests/conformance/run.sh).
+CONFORMANCE_PEERS ?=
 conformance: build
-	./tests/conformance/run.sh $(CURDIR)/$(BIN)/cubo-runc
+	./tests/conformance/run.sh $(foreach p,$(CONFORMANCE_PEERS),-c $(p)) $(CURDIR)/$(BIN)/cubo-runc
 
 # interop runs containerd (ctr and CRI), podman and Docker with cubo-runc as
 # their runtime; `make test` runs the same checks through go test.

@@ -144,7 +144,8 @@ func pidsMax(limit int64) string {
 // setMemoryV1 follows runc: the spec's swap is the memory+swap total
 // (memory.memsw.limit_in_bytes), and the kernel requires memsw >= limit at
 // every moment, so the write order depends on whether the limit grows.
-// Kernel and kernelTCP limits are ignored (obsolete since Linux 5.4).
+// Kernel and kernelTCP limits are ignored, as runc 1.1+ ignores both (kernel
+// memory limits are obsolete since Linux 5.4; kernelTCP still works on v1).
 func setMemoryV1(dir string, mem *specs.LinuxMemory) error {
 	limit, swap := val(mem.Limit), val(mem.Swap)
 	hasMemsw := fileExists(dir, "memory.memsw.limit_in_bytes")
