@@ -346,6 +346,41 @@ func (c *Controller) checkPortsLocked(ports []PortMapping) error {
 
 var loopbackConf = []byte(`{"cniVersion":"` + CNIVersion + `","name":"cubo-loopback","type":"loopback"}`)
 
+// attachList loads n's conflist for one attachment. Without published ports the
+// portmap plugin has nothing to do but still costs an exec at ADD and one at DEL
+// (libcni's cache keeps the list ADD used, so DEL skips it too): it is left out.
+func attachList(n Network, ports bool) (*libcni.NetworkConfigList, error) {
+	b, err := os.ReadFile(n.Path)
+	if err != nil {
+		return nil, fmt.Errorf("load network %q: %w", n.Name, err)
+	}
+	if !ports {
+		var l map[string]json.RawMessage
+		var plugins []json.RawMessage
+		if json.Unmarshal(b, &l) == nil && json.Unmarshal(l["plugins"], &plugins) == nil {
+			kept := plugins[:0]
+			for _, p := range plugins {
+				var t struct{ Type string }
+				if json.Unmarshal(p, &t) == nil && t.Type == "portmap" {
+					continue
+				}
+				kept = append(kept, p)
+			}
+			if pb, err := json.Marshal(kept); err == nil {
+				l["plugins"] = pb
+				if nb, err := json.Marshal(l); err == nil {
+					b = nb
+				}
+			}
+		}
+	}
+	list, err := libcni.ConfListFromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("load network %q: %w", n.Name, err)
+	}
+	return list, nil
+}
+
 func (c *Controller) attachLocked(ctx context.Context, a *Attachment, n Network) error {
 	if err := newNetns(a.NetNS); err != nil {
 		return err
@@ -361,9 +396,9 @@ func (c *Controller) attachLocked(ctx context.Context, a *Attachment, n Network)
 	if a.Mode.Kind != ModeBridge {
 		return nil
 	}
-	list, err := libcni.ConfListFromFile(n.Path)
+	list, err := attachList(n, len(a.Ports) > 0)
 	if err != nil {
-		return fmt.Errorf("load network %q: %w", n.Name, err)
+		return err
 	}
 	res, err := c.cni.AddNetworkList(ctx, list, c.runtimeConf(a))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -175,5 +176,39 @@ func TestNetworkStore(t *testing.T) {
 	}
 	if _, err := c.Network("nope"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("missing network: %v", err)
+	}
+}
+
+// Without published ports the attachment's list has no portmap (two plugin execs
+// saved per container); with them it is the network's list as written.
+func TestAttachListPortmap(t *testing.T) {
+	n := Network{Name: "n", Bridge: "cubot9", Subnet: netip.MustParsePrefix("10.76.9.0/24"), Gateway: netip.MustParseAddr("10.76.9.1"),
+		Path: filepath.Join(t.TempDir(), "n.conflist")}
+	b, err := confBytes(n, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.Path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	types := func(ports bool) []string {
+		l, err := attachList(n, ports)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range l.Plugins {
+			out = append(out, p.Network.Type)
+		}
+		if l.Name != "n" || l.CNIVersion != CNIVersion {
+			t.Fatalf("list %s %s", l.Name, l.CNIVersion)
+		}
+		return out
+	}
+	if got := types(false); !slices.Equal(got, []string{"bridge", "firewall"}) {
+		t.Fatalf("no ports: %v", got)
+	}
+	if got := types(true); !slices.Equal(got, []string{"bridge", "portmap", "firewall"}) {
+		t.Fatalf("ports: %v", got)
 	}
 }
