@@ -391,8 +391,62 @@ func (b *bench) runBench(m *managerEnv, cubo, cuboRunc string) error {
 	t2 := &table{head: []string{"cubo run --rm, wall", "5 MB image", "500 MB image", "500 MB/5 MB"}}
 	b.managerRow(t2, "container creation and run", cw, bw, "ms")
 	b.printf("%s\n", t2)
-	b.printf("| target | measured | met |\n| --- | --- | --- |\n| cubo run --rm <= 0.5x podman run --rm (wall) | %s | %v |\n\n",
+
+	// The same with a bridge network each (see bridge.go).
+	netBefore := takeNetState()
+	defer func() {
+		if done := restoreNetState(netBefore); len(done) > 0 {
+			b.progress("manager: removed %d bridge-run leftovers (bridges, CNI chains)\n", len(done))
+		}
+	}()
+	penv, err := podmanBridgeEnv(filepath.Join(m.dir, "podman-net"))
+	if err != nil {
+		return err
+	}
+	cenv := append(os.Environ(), "CUBO_DEFAULT_BRIDGE="+cuboBenchBridge, "CUBO_DEFAULT_SUBNET="+cuboBenchSubnet)
+	cuboBridge := cuboArgv("run", "--rm", "-i", "--network", "bridge", small, "true")
+	podmanBridge := podmanArgv("run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", small, "true")
+	for i := 0; i < 2; i++ {
+		if _, err := measureTree(cuboBridge, cenv); err != nil {
+			return fmt.Errorf("cubo run on a bridge: %w", err)
+		}
+		if _, err := measureTree(podmanBridge, penv); err != nil {
+			return fmt.Errorf("podman run on a bridge: %w", err)
+		}
+	}
+	var nw, nc, qw, qc series
+	for i := 0; i < b.n; i++ {
+		b.progress("\rmanager: bridge run %d/%d", i+1, b.n)
+		steps := []func() error{
+			func() error {
+				s, err := measureTree(cuboBridge, cenv)
+				nw, nc = append(nw, ms(s.wall)), append(nc, ms(s.cpu))
+				return err
+			},
+			func() error {
+				s, err := measureTree(podmanBridge, penv)
+				qw, qc = append(qw, ms(s.wall)), append(qc, ms(s.cpu))
+				return err
+			},
+		}
+		for j := range steps {
+			if err := steps[(i+j)%len(steps)](); err != nil {
+				return err
+			}
+		}
+	}
+	b.progress("\n")
+	t3 := &table{head: []string{"`run --rm IMAGE true` on a CNI bridge (5 MB image)", "cubo (-i)", "podman", "cubo/podman"}}
+	b.managerRow(t3, "wall", nw, qw, "ms")
+	b.managerRow(t3, "CPU", nc, qc, "ms")
+	b.printf("Each on a bridge of its own (cubo: %s %s; podman: %s %s, CNI bridge+portmap+firewall as cubo's network), same runtime; medians of %d alternated runs:\n\n%s\n",
+		cuboBenchBridge, cuboBenchSubnet, podmanBenchBridge, podmanBenchSubnet, b.n, t3)
+
+	b.printf("| target | measured | met |\n| --- | --- | --- |\n")
+	b.printf("| cubo run --rm <= 0.5x podman run --rm, --network none (wall) | %s | %v |\n",
 		ratio(cw.median(), pw.median()), yesNo(cw.median() <= 0.5*pw.median()))
+	b.printf("| cubo run --rm <= 0.5x podman run --rm, bridge (wall) | %s | %v |\n\n",
+		ratio(nw.median(), qw.median()), yesNo(nw.median() <= 0.5*qw.median()))
 	return nil
 }
 
