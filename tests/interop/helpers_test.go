@@ -204,6 +204,16 @@ func cgroupRoots() []string {
 
 // removeCgroups kills what is left in /<parent> in every hierarchy and
 // removes the directories bottom-up.
+// removeEmptyCgroups removes the named cgroups, in order, from every hierarchy
+// where they are empty; a cgroup still holding processes (someone else's) stays.
+func removeEmptyCgroups(names ...string) {
+	for _, root := range cgroupRoots() {
+		for _, n := range names {
+			_ = syscall.Rmdir(filepath.Join(root, n))
+		}
+	}
+}
+
 func removeCgroups(parent string) {
 	for _, root := range cgroupRoots() {
 		dir := filepath.Join(root, parent)
