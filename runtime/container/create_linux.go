@@ -184,8 +184,9 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	}
 	files = append(files, o.ExtraFiles...)
 	// The init is short-lived and allocates little: no garbage collector,
-	// one P (see initproc's raw_linux.go).
-	env := []string{"GOMAXPROCS=1", "GOGC=off"}
+	// one P (see initproc's raw_linux.go), and a coarse timer slack for the
+	// runtime's own threads (see nsenter.c).
+	env := []string{"GOMAXPROCS=1", "GOGC=off", nsenter.EnvTimerSlack + "=" + initTimerSlack}
 	addFile := func(name string, f *os.File) int {
 		files = append(files, f)
 		n := 2 + len(files)
@@ -379,6 +380,10 @@ func orStd(f, std *os.File) *os.File {
 	}
 	return std
 }
+
+// initTimerSlack is the timer slack (ns) of the init's Go runtime threads: 1 ms
+// turns sysmon's 20 us polls while the init waits into about one wake-up per ms.
+const initTimerSlack = "1000000"
 
 var nsCloneFlags = map[specs.LinuxNamespaceType]int{
 	specs.PIDNamespace:     unix.CLONE_NEWPID,

@@ -28,6 +28,10 @@ import (
 func Init() {
 	goruntime.GOMAXPROCS(1)
 	goruntime.LockOSThread()
+	// Package init runs on the main thread, and everything the init forks or
+	// execs (hooks, the container process) starts from it: give it back the
+	// default timer slack that the runtime's threads do without (nsenter.c).
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0)
 
 	sockFd, err := envFd(proto.EnvInitPipe)
 	if err != nil {

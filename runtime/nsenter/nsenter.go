@@ -16,6 +16,9 @@ import "errors"
 const (
 	EnvNSEnter = "_CUBO_NSENTER"
 	EnvUnshare = "_CUBO_UNSHARE"
+	// EnvTimerSlack sets the timer slack, in ns, of the threads the Go
+	// runtime starts (see cubo_timerslack in nsenter.c).
+	EnvTimerSlack = "_CUBO_TIMERSLACK"
 )
 
 // Err returns the constructor's first failure, or nil.
