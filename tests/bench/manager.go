@@ -358,32 +358,13 @@ func (b *bench) runBench(m *managerEnv, cubo, cuboRunc string) error {
 		}
 	}
 	var cw, cc, pw, pc, bw series
-	for i := 0; i < b.n; i++ {
-		b.progress("\rmanager: run %d/%d", i+1, b.n)
-		steps := []func() error{
-			func() error {
-				s, err := measureTree(cuboRun(small), nil)
-				cw, cc = append(cw, ms(s.wall)), append(cc, ms(s.cpu))
-				return err
-			},
-			func() error {
-				s, err := measureTree(podmanRun(small), nil)
-				pw, pc = append(pw, ms(s.wall)), append(pc, ms(s.cpu))
-				return err
-			},
-			func() error {
-				s, err := measureTree(cuboRun(big), nil)
-				bw = append(bw, ms(s.wall))
-				return err
-			},
-		}
-		for j := range steps {
-			if err := steps[(i+j)%len(steps)](); err != nil {
-				return err
-			}
-		}
+	if err := b.alternate("run",
+		func() error { return timedTree(cuboRun(small), nil, &cw, &cc) },
+		func() error { return timedTree(podmanRun(small), nil, &pw, &pc) },
+		func() error { return timedTree(cuboRun(big), nil, &bw, nil) },
+	); err != nil {
+		return err
 	}
-	b.progress("\n")
 	t := &table{head: []string{"`run --rm --network none IMAGE true` (5 MB image)", "cubo (-i)", "podman", "cubo/podman"}}
 	b.managerRow(t, "wall", cw, pw, "ms")
 	b.managerRow(t, "CPU", cc, pc, "ms")
@@ -415,27 +396,12 @@ func (b *bench) runBench(m *managerEnv, cubo, cuboRunc string) error {
 		}
 	}
 	var nw, nc, qw, qc series
-	for i := 0; i < b.n; i++ {
-		b.progress("\rmanager: bridge run %d/%d", i+1, b.n)
-		steps := []func() error{
-			func() error {
-				s, err := measureTree(cuboBridge, cenv)
-				nw, nc = append(nw, ms(s.wall)), append(nc, ms(s.cpu))
-				return err
-			},
-			func() error {
-				s, err := measureTree(podmanBridge, penv)
-				qw, qc = append(qw, ms(s.wall)), append(qc, ms(s.cpu))
-				return err
-			},
-		}
-		for j := range steps {
-			if err := steps[(i+j)%len(steps)](); err != nil {
-				return err
-			}
-		}
+	if err := b.alternate("bridge run",
+		func() error { return timedTree(cuboBridge, cenv, &nw, &nc) },
+		func() error { return timedTree(podmanBridge, penv, &qw, &qc) },
+	); err != nil {
+		return err
 	}
-	b.progress("\n")
 	t3 := &table{head: []string{"`run --rm IMAGE true` on a CNI bridge (5 MB image)", "cubo (-i)", "podman", "cubo/podman"}}
 	b.managerRow(t3, "wall", nw, qw, "ms")
 	b.managerRow(t3, "CPU", nc, qc, "ms")
@@ -448,6 +414,31 @@ func (b *bench) runBench(m *managerEnv, cubo, cuboRunc string) error {
 	b.printf("| cubo run --rm <= 0.5x podman run --rm, bridge (wall) | %s | %v |\n\n",
 		ratio(nw.median(), qw.median()), yesNo(nw.median() <= 0.5*qw.median()))
 	return nil
+}
+
+// alternate runs steps b.n times, rotating which goes first.
+func (b *bench) alternate(what string, steps ...func() error) error {
+	for i := 0; i < b.n; i++ {
+		b.progress("\rmanager: %s %d/%d", what, i+1, b.n)
+		for j := range steps {
+			if err := steps[(i+j)%len(steps)](); err != nil {
+				return err
+			}
+		}
+	}
+	b.progress("\n")
+	return nil
+}
+
+// timedTree measures argv's tree and appends its wall time, and its CPU when cpu
+// is not nil, in ms.
+func timedTree(argv, env []string, wall, cpu *series) error {
+	s, err := measureTree(argv, env)
+	*wall = append(*wall, ms(s.wall))
+	if cpu != nil {
+		*cpu = append(*cpu, ms(s.cpu))
+	}
+	return err
 }
 
 // buildBench times a no-change rebuild of a 10-step Cubofile.
