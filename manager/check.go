@@ -68,7 +68,7 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 		name := e.Name()
 		switch {
 		case name == ".names":
-		case strings.HasPrefix(name, ".new-") && idRe.MatchString(strings.TrimPrefix(name, ".new-")):
+		case strings.HasPrefix(name, ".new-") && idRe().MatchString(strings.TrimPrefix(name, ".new-")):
 			id := strings.TrimPrefix(name, ".new-")
 			dir := filepath.Join(m.dir, name)
 			l, ok, err := tryLock(dir)
@@ -109,7 +109,7 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 			add(f)
 		case strings.HasPrefix(name, ".rm-"):
 			add(Finding{Object: "container " + strings.TrimPrefix(name, ".rm-"), Problem: "removal interrupted; the next listing finishes it", Garbage: true})
-		case idRe.MatchString(name):
+		case idRe().MatchString(name):
 			c, err := loadMeta(filepath.Join(m.dir, name))
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {

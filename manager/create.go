@@ -117,10 +117,10 @@ func parseTmpfs(t string) ([2]string, error) {
 
 func (o *CreateOpts) check() (*parsed, error) {
 	var p parsed
-	if o.Name != "" && !nameRe.MatchString(o.Name) {
+	if o.Name != "" && !nameRe().MatchString(o.Name) {
 		return nil, fmt.Errorf("name %q: must match [a-zA-Z0-9][a-zA-Z0-9_.-]*: %w", o.Name, errdefs.ErrInvalidArgument)
 	}
-	if idRe.MatchString(o.Name) {
+	if idRe().MatchString(o.Name) {
 		return nil, fmt.Errorf("name %q: looks like a container ID: %w", o.Name, errdefs.ErrInvalidArgument)
 	}
 	for _, v := range o.Volumes {
@@ -215,7 +215,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (*Created, error) {
 	if o.Name != "" {
 		if b, err := os.ReadFile(m.nameFile(o.Name)); err == nil {
 			owner := strings.TrimSpace(string(b))
-			if idRe.MatchString(owner) {
+			if idRe().MatchString(owner) {
 				// Reconciling the owner first frees the name of an abandoned --rm container.
 				_, _ = m.load(ctx, owner)
 			}
@@ -559,7 +559,7 @@ func (m *Manager) lockNames() (func(), error) {
 
 // exists tells whether a container (committed or being created) with the ID exists.
 func (m *Manager) exists(id string) bool {
-	if !idRe.MatchString(id) {
+	if !idRe().MatchString(id) {
 		return false // not an ID (a torn or foreign name file): names nothing
 	}
 	if _, err := os.Lstat(m.containerDir(id)); err == nil {

@@ -132,7 +132,7 @@ func TestMetaRoundTripAndNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := newID()
-	if !idRe.MatchString(id) {
+	if !idRe().MatchString(id) {
 		t.Fatalf("id %q", id)
 	}
 	dir := m.containerDir(id)
@@ -160,7 +160,7 @@ func TestMetaRoundTripAndNames(t *testing.T) {
 	}
 	for range 100 {
 		n, err := m.reserveRandomName(id)
-		if err != nil || !nameRe.MatchString(n) {
+		if err != nil || !nameRe().MatchString(n) {
 			t.Fatalf("random name %q %v", n, err)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containernetworking/cni/libcni"
@@ -84,7 +85,7 @@ func ParseMode(s string) (Mode, error) {
 		}
 		return Mode{Kind: ModeContainer, Container: name}, nil
 	}
-	if !nameRE.MatchString(s) || reserved[s] {
+	if !nameRE().MatchString(s) || reserved[s] {
 		return Mode{}, fmt.Errorf("network %q: want bridge, host, none, container:NAME or a network name: %w", s, errdefs.ErrInvalidArgument)
 	}
 	return Mode{Kind: ModeBridge, Network: s}, nil
@@ -228,7 +229,7 @@ type SetupOptions struct {
 	FilesDir string
 }
 
-var idRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`) })
 
 // Setup prepares a container's network before the container is created: for bridge,
 // a new namespace attached to the network (CNI ADD) with the ports published; for
@@ -237,7 +238,7 @@ var idRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 // container to its peers' hosts files. A published port that is taken fails with
 // ErrPortInUse before anything is set up. On error nothing is left behind.
 func (c *Controller) Setup(ctx context.Context, o SetupOptions) (*Attachment, error) {
-	if !idRE.MatchString(o.ID) {
+	if !idRE().MatchString(o.ID) {
 		return nil, fmt.Errorf("container id %q: %w", o.ID, errdefs.ErrInvalidArgument)
 	}
 	if o.Mode.Kind == "" {
@@ -758,7 +759,7 @@ func (c *Controller) Attachment(id string) (*Attachment, error) {
 }
 
 func (c *Controller) readAttachment(id string) (*Attachment, error) {
-	if id == "" || !idRE.MatchString(id) {
+	if id == "" || !idRE().MatchString(id) {
 		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 	}
 	b, err := os.ReadFile(c.attachPath(id))
