@@ -544,13 +544,7 @@ func (m *Manager) lockNames() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock names: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := flock(f, unix.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock names: %w", err)
 	}

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/sys/mountinfo"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
@@ -369,12 +370,7 @@ func tryLock(dir string) (l *lockFile, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	err = flock(f, unix.LOCK_EX|unix.LOCK_NB)
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		f.Close()
 		return nil, false, nil
@@ -392,17 +388,21 @@ func waitLock(dir string) (*lockFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := flock(f, unix.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	return &lockFile{f}, nil
+}
+
+// flock applies how to f, retrying when a signal interrupts the wait.
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 func (l *lockFile) release() {
@@ -553,18 +553,9 @@ func (m *Manager) ImageInUse(ctx context.Context, imageID string) (bool, error) 
 	return false, nil
 }
 
+// isMountPoint tells whether p is a mount point (an overlay or bind on the same
+// device included); an error (p missing) counts as no.
 func isMountPoint(p string) bool {
-	var st, pst unix.Stat_t
-	if unix.Lstat(p, &st) != nil || unix.Lstat(filepath.Dir(p), &pst) != nil {
-		return false
-	}
-	if st.Dev != pst.Dev {
-		return true
-	}
-	// A bind or overlay on the same device: compare with the mount table.
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	return strings.Contains(string(b), " "+p+" ")
+	ok, err := mountinfo.Mounted(p)
+	return err == nil && ok
 }
