@@ -10,11 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -373,42 +373,17 @@ func waitGone(pid int, start string, wait time.Duration) error {
 	return nil
 }
 
-// mountsUnder lists the mount points in our mount namespace under dir.
+// mountsUnder lists the mount points in our mount namespace at or under dir.
 func mountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return nil
 	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Mountpoint
 	}
 	return out
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cgroupMount is one mounted cgroup hierarchy.
@@ -418,8 +393,7 @@ type cgroupMount struct {
 }
 
 var cgroupMountsOnce = sync.OnceValue(func() []cgroupMount {
-	var out []cgroupMount
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil
 	}
@@ -431,24 +405,19 @@ var cgroupMountsOnce = sync.OnceValue(func() []cgroupMount {
 			}
 		}
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		i := slices.Index(f, "-")
-		if i < 0 || len(f) < i+4 {
+	var out []cgroupMount
+	for _, m := range ms {
+		if m.FSType == "cgroup2" {
+			out = append(out, cgroupMount{dir: m.Mountpoint})
 			continue
 		}
-		switch f[i+1] {
-		case "cgroup2":
-			out = append(out, cgroupMount{dir: unescapeMount(f[4])})
-		case "cgroup":
-			var ctrl []string
-			for _, o := range strings.Split(f[i+3], ",") {
-				if subsys[o] || strings.HasPrefix(o, "name=") {
-					ctrl = append(ctrl, o)
-				}
+		var ctrl []string
+		for _, o := range strings.Split(m.VFSOptions, ",") {
+			if subsys[o] || strings.HasPrefix(o, "name=") {
+				ctrl = append(ctrl, o)
 			}
-			out = append(out, cgroupMount{dir: unescapeMount(f[4]), key: strings.Join(ctrl, ",")})
 		}
+		out = append(out, cgroupMount{dir: m.Mountpoint, key: strings.Join(ctrl, ",")})
 	}
 	return out
 })

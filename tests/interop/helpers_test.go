@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Generous deadlines: they bound a hang, they never pace the test.
@@ -265,13 +267,9 @@ type snapshot struct {
 // named netns, cgroup dirs under cgParent and processes naming tmp.
 func takeSnapshot(tmp, cgParent string) snapshot {
 	var s snapshot
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			f := strings.Fields(l)
-			if len(f) < 5 {
-				continue
-			}
-			mp := f[4]
+	if ms, err := mountinfo.GetMounts(nil); err == nil {
+		for _, m := range ms {
+			mp := m.Mountpoint
 			if strings.HasPrefix(mp, tmp) || strings.HasPrefix(mp, "/run/netns/") || strings.HasPrefix(mp, "/var/run/netns/") ||
 				strings.HasPrefix(mp, "/run/containerd") || strings.HasPrefix(mp, "/run/docker") ||
 				strings.HasPrefix(mp, "/var/lib/docker") || strings.HasPrefix(mp, "/var/lib/containers") ||
@@ -502,19 +500,12 @@ func leakCheck(t *testing.T, name string, before snapshot, tmp, cgParent string,
 
 // unmountUnder lazily unmounts every mount point under dir, deepest first.
 func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return
 	}
-	var mps []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 5 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mps = append(mps, f[4])
-		}
-	}
-	for i := len(mps) - 1; i >= 0; i-- {
-		syscall.Unmount(mps[i], syscall.MNT_DETACH)
+	for i := len(ms) - 1; i >= 0; i-- {
+		syscall.Unmount(ms[i].Mountpoint, syscall.MNT_DETACH)
 	}
 }
 

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Config is what differs between the packages using the harness.
@@ -338,14 +340,13 @@ func (s snapshot) assertSame(t *testing.T, root string, ids map[string]bool, cfg
 	}
 }
 
-// MountsUnder lists the mount points below dir.
+// MountsUnder lists the mount points below dir, in mount table order.
 func MountsUnder(dir string) []string {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
+	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
+	for _, m := range ms {
+		if m.Mountpoint != dir {
+			out = append(out, m.Mountpoint)
 		}
 	}
 	return out
