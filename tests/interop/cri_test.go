@@ -84,14 +84,7 @@ func TestCRI(t *testing.T) {
 			if k := c.stop(); len(k) > 0 {
 				t.Logf("killed leftover shims: %v", k)
 			}
-			if k := killByCmdline(dir); len(k) > 0 {
-				t.Logf("killed leftover processes: %v", k)
-			}
-			removeCgroups(cgParent)
-			if done := restoreNet(before, criScope, criBridge); len(done) > 0 {
-				t.Logf("engine network state removed: %v", done)
-			}
-			removeTemp(dir)
+			removeEngineLeftovers(t, dir, cgParent, before, criScope, criBridge)
 		})
 	}
 	defer teardown()
@@ -108,27 +101,7 @@ func TestCRI(t *testing.T) {
 		if err := os.MkdirAll(cniDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		conflist := fmt.Sprintf(`{
-  "cniVersion": "0.4.0",
-  "name": "cuboit-cri",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": %q,
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": %q,
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "ranges": [[{"subnet": %q}]]
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-`, criBridge, filepath.Join(dir, "ipam"), criSubnet)
+		conflist := cniBridgeConflist("cuboit-cri", criBridge, filepath.Join(dir, "ipam"), criSubnet)
 		if err := os.WriteFile(filepath.Join(cniDir, "10-cuboit.conflist"), []byte(conflist), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -39,14 +39,7 @@ func TestDocker(t *testing.T) {
 				d.stop()
 			}
 			c.stop()
-			if k := killByCmdline(dir); len(k) > 0 {
-				t.Logf("killed leftover processes: %v", k)
-			}
-			removeCgroups(cgParent)
-			if done := restoreNet(before, dockerScope, dockerBridge); len(done) > 0 {
-				t.Logf("engine network state removed: %v", done)
-			}
-			removeTemp(dir)
+			removeEngineLeftovers(t, dir, cgParent, before, dockerScope, dockerBridge)
 		})
 	}
 	defer teardown()
@@ -145,20 +138,7 @@ func TestDocker(t *testing.T) {
 		}
 	})
 
-	inspect := func(name, format string) string {
-		return strings.TrimSpace(runCmd(env, nil, "docker", "inspect", "--format", format, name).stdout)
-	}
-	waitState := func(t *testing.T, name, want string) {
-		t.Helper()
-		if err := waitFor(name+" "+want, 60*time.Second, func() error {
-			if s := inspect(name, "{{.State.Status}}"); s != want {
-				return fmt.Errorf("status %q", s)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	inspect, waitState := engineState(env, "docker")
 
 	detached := check(t, "docker/run-detached-logs", func(t *testing.T) {
 		must(t, env, "docker", run("-d", "--name", "dd", busyboxRef,

@@ -206,6 +206,67 @@ func cgroupRoots() []string {
 
 // removeCgroups kills what is left in /<parent> in every hierarchy and
 // removes the directories bottom-up.
+// engineState returns, for a docker-compatible CLI (docker, podman), a field of a
+// container's `inspect` and a wait until the container reaches a status.
+func engineState(env []string, cli string) (inspect func(name, format string) string, waitState func(t *testing.T, name, want string)) {
+	inspect = func(name, format string) string {
+		return strings.TrimSpace(runCmd(env, nil, cli, "inspect", "--format", format, name).stdout)
+	}
+	waitState = func(t *testing.T, name, want string) {
+		t.Helper()
+		if err := waitFor(name+" "+want, 60*time.Second, func() error {
+			if s := inspect(name, "{{.State.Status}}"); s != want {
+				return fmt.Errorf("status %q", s)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return inspect, waitState
+}
+
+// removeEngineLeftovers undoes what an engine's test may leave behind: processes
+// naming dir, the cgroups under cgParent, the engine's network state (see
+// restoreNet) and dir itself.
+func removeEngineLeftovers(t *testing.T, dir, cgParent string, before snapshot, sc scope, bridge string) {
+	if k := killByCmdline(dir); len(k) > 0 {
+		t.Logf("killed leftover processes: %v", k)
+	}
+	removeCgroups(cgParent)
+	if done := restoreNet(before, sc, bridge); len(done) > 0 {
+		t.Logf("engine network state removed: %v", done)
+	}
+	removeTemp(dir)
+}
+
+// cniBridgeConflist is a CNI network list with a bridge (masquerade, hairpin,
+// host-local addresses from subnet kept in ipamDir) and portmap, as the engines'
+// default networks have.
+func cniBridgeConflist(name, bridge, ipamDir, subnet string) string {
+	return fmt.Sprintf(`{
+  "cniVersion": "0.4.0",
+  "name": %q,
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": %q,
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": %q,
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "ranges": [[{"subnet": %q}]]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`, name, bridge, ipamDir, subnet)
+}
+
 // removeEmptyCgroups removes the named cgroups, in order, from every hierarchy
 // where they are empty; a cgroup still holding processes (someone else's) stays.
 func removeEmptyCgroups(names ...string) {

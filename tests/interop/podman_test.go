@@ -63,27 +63,7 @@ driver = "overlay"
 runroot = %q
 graphroot = %q
 `, filepath.Join(dir, "r"), filepath.Join(dir, "g"))
-	network := fmt.Sprintf(`{
-  "cniVersion": "0.4.0",
-  "name": "podman",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": %q,
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": %q,
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "ranges": [[{"subnet": %q}]]
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-`, podmanBridge, filepath.Join(dir, "ipam"), podmanSubnet)
+	network := cniBridgeConflist("podman", podmanBridge, filepath.Join(dir, "ipam"), podmanSubnet)
 	if err := os.MkdirAll(filepath.Join(dir, "net"), 0o755); err != nil {
 		return nil, err
 	}
@@ -129,17 +109,10 @@ func TestPodman(t *testing.T) {
 			if r := runCmd(env, nil, "podman", pm("rm", "--all", "--force", "--time", "0")...); r.err != nil {
 				t.Logf("cleanup: %s", r)
 			}
-			if k := killByCmdline(dir); len(k) > 0 {
-				t.Logf("killed leftover processes: %v", k)
-			}
-			removeCgroups(cgParent)
+			removeEngineLeftovers(t, dir, cgParent, before, podmanScope, podmanBridge)
 			if len(libpodBefore) == 0 {
 				removeEmptyCgroups("libpod_parent/conmon", "libpod_parent")
 			}
-			if done := restoreNet(before, podmanScope, podmanBridge); len(done) > 0 {
-				t.Logf("engine network state removed: %v", done)
-			}
-			removeTemp(dir)
 		})
 	}
 	defer teardown()
@@ -186,20 +159,7 @@ func TestPodman(t *testing.T) {
 		}
 	})
 
-	inspect := func(name, format string) string {
-		return strings.TrimSpace(runCmd(env, nil, "podman", "inspect", "--format", format, name).stdout)
-	}
-	waitState := func(t *testing.T, name, want string) {
-		t.Helper()
-		if err := waitFor(name+" "+want, 60*time.Second, func() error {
-			if s := inspect(name, "{{.State.Status}}"); s != want {
-				return fmt.Errorf("status %q", s)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	inspect, waitState := engineState(env, "podman")
 
 	detached := check(t, "podman/run-detached-logs", func(t *testing.T) {
 		must(t, env, "podman", runArgs("-d", "--name", "pd", busyboxRef,
