@@ -11,53 +11,23 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 const busyboxTar = "/work/shared/images/busybox-1.38.0-musl-amd64-rootfs.tar.gz"
 
-var binDir string
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("skip: tests/manager needs root (containers, overlay mounts, cgroups)")
-		os.Exit(0)
-	}
-	dir, err := os.MkdirTemp("", "cubo-manager-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
-	for _, b := range []string{"cubo", "cubo-runc"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Printf("go build %s: %v\n%s", b, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	// Containers' cgroups live under /cubo in each hierarchy; the runtimes remove the
-	// leaves, and the parents go too when these tests made them (rmdir only succeeds
-	// on an empty cgroup, so a concurrent user's is never touched).
-	parents, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
-	code := m.Run()
-	after, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
-	for _, p := range after {
-		if !slices.Contains(parents, p) {
-			_ = os.Remove(p)
-		}
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+// TestMain is the shared harness's: it skips unless root, provides cubo and cubo-runc
+// in hostenv.BinDir (the binaries `make test` built, else its own build) and removes the
+// cgroup parents and the test bridge this package made.
+func TestMain(m *testing.M) { hostenv.Main(m, "manager", testBridge) }
 
 // runtimes are the runtimes every lifecycle test runs with.
 func runtimes(t *testing.T) []string {
@@ -99,7 +69,7 @@ func newEnv(t *testing.T, runtime string) *env {
 }
 
 func (e *env) cmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(binDir, "cubo"), append([]string{"--root-dir", e.root, "--runtime", e.runtime}, args...)...)
+	cmd := exec.Command(filepath.Join(hostenv.BinDir, "cubo"), append([]string{"--root-dir", e.root, "--runtime", e.runtime}, args...)...)
 	// The default network of these tests is their own, off the real cubo0.
 	cmd.Env = append(os.Environ(), "CUBO_LOG=warn", "CUBO_DEFAULT_BRIDGE="+testBridge, "CUBO_DEFAULT_SUBNET="+testSubnet)
 	return cmd

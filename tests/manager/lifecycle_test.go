@@ -13,6 +13,8 @@ import (
 
 	"github.com/containerd/console"
 	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 // ps lists running containers (all with --all) in the seed's table; stop honours SIGTERM,
@@ -338,7 +340,7 @@ func TestExec(t *testing.T) {
 func (e *env) runRuntime(args ...string) (string, string, int) {
 	bin := e.runtime
 	if !strings.Contains(bin, "/") {
-		bin = filepath.Join(binDir, bin)
+		bin = filepath.Join(hostenv.BinDir, bin)
 	}
 	cmd := e.cmd()
 	cmd.Path, cmd.Args = bin, append([]string{bin}, args...)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/cubo-dev/cubo/images"
 	"github.com/cubo-dev/cubo/manager"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 // cubo killed after creating the container but before its monitor took over: the next
@@ -19,7 +21,7 @@ func TestCreationInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := manager.New(e.root, manager.WithStore(st), manager.WithRuntime(filepath.Join(binDir, "cubo-runc")))
+	m, err := manager.New(e.root, manager.WithStore(st), manager.WithRuntime(filepath.Join(hostenv.BinDir, "cubo-runc")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cubo-dev/cubo/images"
 	"github.com/cubo-dev/cubo/manager"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 // RunOnce, the hook `cubo build` uses for RUN: a container over an overlay the caller
@@ -36,7 +38,7 @@ func TestRunOnce(t *testing.T) {
 			defer st.Unmount(rootfs)
 			runtime := rt
 			if !strings.Contains(rt, "/") {
-				runtime = filepath.Join(binDir, rt)
+				runtime = filepath.Join(hostenv.BinDir, rt)
 			}
 			m, err := manager.New(e.root, manager.WithRuntime(runtime))
 			if err != nil {
