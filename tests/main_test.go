@@ -23,6 +23,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 // Set by TestMain.
@@ -79,34 +81,14 @@ func setup(tmp string) {
 		setupErr = fmt.Errorf("close_range: %w", err)
 		return
 	}
-	gobin := "go"
-	if _, err := exec.LookPath(gobin); err != nil {
-		gobin = "/usr/local/go/bin/go"
-	}
-	probePath = filepath.Join(tmp, "probe")
-	if err := goBuild(gobin, probePath, "./cmd/probe", false); err != nil {
+	var err error
+	if probePath, err = hostenv.BuildProbe(tmp); err != nil {
 		setupErr = fmt.Errorf("build probe: %w", err)
 		return
 	}
-	switch {
-	case os.Getenv("CUBO_TEST_RUNTIME") != "":
-		p, err := exec.LookPath(os.Getenv("CUBO_TEST_RUNTIME"))
-		if err != nil {
-			setupErr = fmt.Errorf("CUBO_TEST_RUNTIME: %w", err)
-			return
-		}
-		runtimePath = p
-	case os.Getenv("CUBO_RUNC") != "":
-		runtimePath = os.Getenv("CUBO_RUNC")
-	default:
-		runtimePath = filepath.Join(tmp, "cubo-runc")
-		if err := goBuild(gobin, runtimePath, "github.com/cubo-dev/cubo/cmd/cubo-runc", true); err != nil {
-			setupErr = fmt.Errorf("build cubo-runc: %w", err)
-			return
-		}
-	}
-	if abs, err := filepath.Abs(runtimePath); err == nil {
-		runtimePath = abs
+	if runtimePath, err = hostenv.RuntimeUnderTest(tmp); err != nil {
+		setupErr = err
+		return
 	}
 	runtimeName = filepath.Base(runtimePath)
 	if _, err := os.Stat(busyboxPath); err == nil {
@@ -115,21 +97,6 @@ func setup(tmp string) {
 			busyboxApplets = strings.Fields(string(out))
 		}
 	}
-}
-
-// goBuild builds pkg into out; the probe must be static (cgo off), while the
-// runtime is built as `make build` does (its nsenter part uses cgo).
-func goBuild(gobin, out, pkg string, cgo bool) error {
-	cmd := exec.Command(gobin, "build", "-o", out, pkg)
-	cmd.Env = os.Environ()
-	if !cgo {
-		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
-	}
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
 }
 
 // requireRuntime skips or fails t according to what TestMain found.

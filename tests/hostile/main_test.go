@@ -22,6 +22,8 @@ import (
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 var (
@@ -55,50 +57,12 @@ func setup(tmp string) {
 		skipReason = "the hostile-input suite mounts, unpacks as root and starts containers: run it as root (make test)"
 		return
 	}
-	gobin := "go"
-	if _, err := exec.LookPath(gobin); err != nil {
-		gobin = "/usr/local/go/bin/go"
-	}
-	probePath = filepath.Join(tmp, "probe")
-	if err := goBuild(gobin, probePath, "../cmd/probe", false); err != nil {
+	var err error
+	if probePath, err = hostenv.BuildProbe(tmp); err != nil {
 		setupErr = err
 		return
 	}
-	switch {
-	case os.Getenv("CUBO_TEST_RUNTIME") != "":
-		// Any runc-compatible runtime, for a differential run (runc, crun).
-		p, err := exec.LookPath(os.Getenv("CUBO_TEST_RUNTIME"))
-		if err != nil {
-			setupErr = err
-			return
-		}
-		runtimePath = p
-	case os.Getenv("CUBO_RUNC") != "":
-		runtimePath = os.Getenv("CUBO_RUNC")
-	default:
-		if p, err := filepath.Abs("../../bin/cubo-runc"); err == nil {
-			if _, err := os.Stat(p); err == nil {
-				runtimePath = p
-				return
-			}
-		}
-		runtimePath = filepath.Join(tmp, "cubo-runc")
-		if err := goBuild(gobin, runtimePath, "github.com/cubo-dev/cubo/cmd/cubo-runc", true); err != nil {
-			setupErr = err
-		}
-	}
-}
-
-func goBuild(gobin, out, pkg string, cgo bool) error {
-	cmd := exec.Command(gobin, "build", "-o", out, pkg)
-	cmd.Env = os.Environ()
-	if !cgo {
-		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
-	}
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
+	runtimePath, setupErr = hostenv.RuntimeUnderTest(tmp)
 }
 
 // requireRoot skips or fails t according to what TestMain found.

@@ -464,3 +464,50 @@ func (e *Env) Bundle(args ...string) string {
 	}
 	return bundle
 }
+
+// BuildProbe builds the test probe (tests/cmd/probe) into dir and returns its path.
+// It is static (cgo off), so it runs in any container rootfs.
+func BuildProbe(dir string) (string, error) {
+	out := filepath.Join(dir, "probe")
+	return out, goBuild(out, "github.com/cubo-dev/cubo/tests/cmd/probe", false)
+}
+
+// RuntimeUnderTest is the runtime the runtime suites drive: $CUBO_TEST_RUNTIME (any
+// runc-compatible runtime, for a differential run), else $CUBO_RUNC (what `make
+// test` built), else cubo-runc built into dir as `make build` does (with cgo, for
+// its nsenter part). The path is absolute.
+func RuntimeUnderTest(dir string) (string, error) {
+	var p string
+	switch {
+	case os.Getenv("CUBO_TEST_RUNTIME") != "":
+		lp, err := exec.LookPath(os.Getenv("CUBO_TEST_RUNTIME"))
+		if err != nil {
+			return "", fmt.Errorf("CUBO_TEST_RUNTIME: %w", err)
+		}
+		p = lp
+	case os.Getenv("CUBO_RUNC") != "":
+		p = os.Getenv("CUBO_RUNC")
+	default:
+		p = filepath.Join(dir, "cubo-runc")
+		if err := goBuild(p, "github.com/cubo-dev/cubo/cmd/cubo-runc", true); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Abs(p)
+}
+
+func goBuild(out, pkg string, cgo bool) error {
+	gobin := "go"
+	if _, err := exec.LookPath(gobin); err != nil {
+		gobin = "/usr/local/go/bin/go"
+	}
+	cmd := exec.Command(gobin, "build", "-o", out, pkg)
+	cmd.Env = os.Environ()
+	if !cgo {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
