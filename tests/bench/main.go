@@ -6,6 +6,7 @@
 // it skipped. Run it as root from the repository root:
 //
 //	go run ./tests/bench [-n 30] [-batches 5] [-containers 200]
+//	go run ./tests/bench -only pull -n 30   # one manager figure alone
 //
 // Times are wall clock from fork to reaping, and CPU is user+sys from
 // wait4's rusage (microseconds) summed over the whole process tree: the
@@ -24,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +67,14 @@ type bench struct {
 
 	// figures[figure][runtime]
 	figs map[string]map[string]series
+
+	// only limits the manager half to these figures (pull, run, bridge,
+	// build); empty means all.
+	only map[string]bool
 }
+
+// want reports whether the manager figure name is to be measured.
+func (b *bench) want(name string) bool { return len(b.only) == 0 || b.only[name] }
 
 func main() {
 	var (
@@ -80,6 +89,7 @@ func main() {
 		install    = flag.Bool("install", true, "apt-get install missing Debian packages (runc, crun; podman, skopeo, docker-registry for the manager half)")
 		noManager  = flag.Bool("no-manager", false, "skip the manager half")
 		noRuntime  = flag.Bool("no-runtime", false, "skip the runtime half")
+		only       = flag.String("only", "", "manager figures to measure, comma-separated: pull, run (--network none, 5 vs 500 MB), bridge, build; skips the runtime half (default all)")
 		outFile    = flag.String("o", "", "also write the markdown report to this file")
 		hybrid     = flag.String("hybrid", "private", "on a hybrid cgroup host, how to let crun 1.8.1 run: private (hide cgroup2 in a private mount namespace) or rebind (move its controllers to a private v1 hierarchy)")
 		diag       = flag.Int("diag", 0, "instead of the benchmark, print strace -f -c syscall counts and perf stat over N runs of `run /bin/true` per runtime")
@@ -108,6 +118,15 @@ func main() {
 		installDebs(map[string]string{*runcPath: "runc", *crunPath: "crun"})
 	}
 	b := &bench{n: *n, batches: *batches, containers: *containers, figs: map[string]map[string]series{}, hiddenV2: hiddenV2}
+	if *only != "" {
+		b.only = map[string]bool{}
+		for _, f := range strings.Split(*only, ",") {
+			if !slices.Contains([]string{"pull", "run", "bridge", "build"}, f) {
+				fatal(fmt.Errorf("-only: unknown figure %q (pull, run, bridge, build)", f))
+			}
+			b.only[f] = true
+		}
+	}
 	for _, p := range strings.Split(*par, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(p))
 		if err != nil || v < 1 {
@@ -173,7 +192,7 @@ func main() {
 		fmt.Print(b.out.String())
 		return
 	}
-	if !*noRuntime {
+	if !*noRuntime && *only == "" {
 		if err := b.runtimeHalf(); err != nil {
 			b.cleanup()
 			fatal(err)
