@@ -47,13 +47,13 @@ func LoadRaw(bundle string) (*specs.Spec, []byte, error) {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	var s specs.Spec
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&s); err != nil {
+	n, err := decodeFirst(data, &s)
+	if err != nil {
 		return nil, nil, parseError(path, data, err)
 	}
 	// Only the first JSON value: anything after it is ignored, as by runc,
 	// and must not travel on as part of the config.
-	raw := data[:dec.InputOffset()]
+	raw := data[:n]
 	if err := Validate(&s, bundle); err != nil {
 		return &s, raw, err
 	}

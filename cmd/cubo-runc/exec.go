@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -129,7 +128,7 @@ func (c *execCmd) process(ct *container.Container) (*specs.Process, error) {
 			return nil, fmt.Errorf("read process file: %w", err)
 		}
 		var p specs.Process
-		if err := json.Unmarshal(b, &p); err != nil {
+		if err := spec.Unmarshal(b, &p); err != nil {
 			return nil, fmt.Errorf("parse process file %s: %w", c.Process, err)
 		}
 		if err := spec.ValidateProcess(&p); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"github.com/containerd/console"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/spec"
 )
 
 // loadSpecQuiet decodes config.json without validation, for peeking at a
@@ -20,7 +21,7 @@ func loadSpecQuiet(bundle string) (*specs.Spec, error) {
 		return nil, err
 	}
 	var s specs.Spec
-	return &s, json.Unmarshal(b, &s)
+	return &s, spec.Unmarshal(b, &s)
 }
 
 func absPath(p string) (string, error) {

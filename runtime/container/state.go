@@ -13,6 +13,7 @@ import (
 
 	"github.com/cubo-dev/cubo/runtime/cgroups"
 	"github.com/cubo-dev/cubo/runtime/internal/linux"
+	"github.com/cubo-dev/cubo/spec"
 )
 
 const (
@@ -94,11 +95,11 @@ func Load(root, id string) (*Container, error) {
 		return nil, fmt.Errorf("read state of %s: %w", id, err)
 	}
 	c := &Container{root: root, dir: dir}
-	if err := json.Unmarshal(b, &c.State); err != nil {
+	if err := spec.Unmarshal(b, &c.State); err != nil {
 		return nil, fmt.Errorf("decode state of %s: %w", id, err)
 	}
 	c.Config = new(specs.Spec)
-	if err := json.Unmarshal(c.ConfigJSON, c.Config); err != nil {
+	if err := spec.Unmarshal(c.ConfigJSON, c.Config); err != nil {
 		return nil, fmt.Errorf("decode config in state of %s: %w", id, err)
 	}
 	return c, nil

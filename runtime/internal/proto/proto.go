@@ -31,6 +31,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/spec"
 )
 
 // Environment variables that tell the re-executed init where its fds are.
@@ -192,7 +194,7 @@ func recv(f *os.File, raw bool) (Message, error) {
 			}
 		}
 		if err == nil && n > 0 {
-			if err := json.Unmarshal(buf[:n], &m); err != nil {
+			if err := spec.Unmarshal(buf[:n], &m); err != nil {
 				return m, fmt.Errorf("decode message: %w", err)
 			}
 			m.Fd = -1
@@ -228,12 +230,12 @@ func Socketpair() (parent, child *os.File, err error) {
 // Decode fills Spec and Process from their JSON forms.
 func (c *InitConfig) Decode() error {
 	c.Spec = new(specs.Spec)
-	if err := json.Unmarshal(c.SpecJSON, c.Spec); err != nil {
+	if err := spec.Unmarshal(c.SpecJSON, c.Spec); err != nil {
 		return fmt.Errorf("decode config: %w", err)
 	}
 	if len(c.ProcessJSON) > 0 {
 		c.Process = new(specs.Process)
-		if err := json.Unmarshal(c.ProcessJSON, c.Process); err != nil {
+		if err := spec.Unmarshal(c.ProcessJSON, c.Process); err != nil {
 			return fmt.Errorf("decode process: %w", err)
 		}
 	}
