@@ -416,6 +416,7 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 	if err != nil {
 		return err
 	}
+	in.ownCgroups = own
 	v2Only := true
 	for _, e := range entries {
 		if e.fstype == "cgroup" {
@@ -438,50 +439,70 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 	if err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", dest, err)
 	}
+	// Everything below goes into the tmpfs we just mounted, which nobody
+	// else can have put a symlink in: work relative to its root, one
+	// mkdirat and openat per hierarchy, instead of resolving dest/name
+	// from the rootfs (openat2, then securejoin's lstat of every
+	// component) several times over. ~10 hierarchies here.
+	tmpfs, err := openInRoot(root, dest)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", dest, err)
+	}
+	defer tmpfs.Close()
+	tfd := int(tmpfs.Fd())
 	flags := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
 	for _, e := range entries {
 		if (e.fstype != "cgroup" && e.fstype != "cgroup2") || !strings.HasPrefix(e.mountpoint, "/sys/fs/cgroup/") {
 			continue
 		}
 		name := filepath.Base(e.mountpoint)
-		sub, err := mkTarget(root, dest+"/"+name, true)
-		if err != nil {
-			return fmt.Errorf("mount %s/%s: %w", dest, name, err)
-		}
-		spath := "/proc/self/fd/" + strconv.Itoa(int(sub.Fd()))
-		if in.cfg.CgroupNS {
-			data := ""
-			if e.fstype == "cgroup" {
-				data = cgroupSubsystems(e.superOpts)
-			}
-			err = mount("cgroup", spath, e.fstype, flags, data)
-		} else {
-			key := cgroupKey(e)
-			rel := own[key]
-			// Paths in /proc/self/cgroup are relative to the hierarchy
-			// root, the mount may show only a subtree of it.
-			rel = strings.TrimPrefix(rel, strings.TrimSuffix(e.root, "/"))
-			err = mount(filepath.Join(e.mountpoint, rel), spath, "", unix.MS_BIND|unix.MS_REC, "")
-			if err == nil && flags != 0 {
-				err = remountInRoot(root, dest+"/"+name, flags)
-			}
-		}
-		sub.Close()
-		if err != nil {
+		if err := in.mountHierarchy(tfd, e, name, flags); err != nil {
 			return fmt.Errorf("mount cgroup %s on %s/%s: %w", name, dest, name, err)
 		}
 	}
 	if flags&unix.MS_RDONLY != 0 {
-		t, err := openInRoot(root, dest)
-		if err != nil {
-			return err
-		}
-		defer t.Close()
-		if err := mount("", "/proc/self/fd/"+strconv.Itoa(int(t.Fd())), "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
+		if err := mount("", "/proc/self/fd/"+strconv.Itoa(tfd), "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755"); err != nil {
 			return fmt.Errorf("remount %s read-only: %w", dest, err)
 		}
 	}
 	return nil
+}
+
+// mountHierarchy mounts v1 hierarchy e (or the hybrid cgroup2) at name in
+// the tmpfs whose root is tfd.
+func (in *initState) mountHierarchy(tfd int, e mountEntry, name string, flags uintptr) error {
+	if err := unix.Mkdirat(tfd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	sub, err := unix.Openat(tfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	spath := "/proc/self/fd/" + strconv.Itoa(sub)
+	if in.cfg.CgroupNS {
+		data := ""
+		if e.fstype == "cgroup" {
+			data = cgroupSubsystems(e.superOpts)
+		}
+		err = mount("cgroup", spath, e.fstype, flags, data)
+		unix.Close(sub)
+		return err
+	}
+	// Paths in /proc/self/cgroup are relative to the hierarchy root, the
+	// mount may show only a subtree of it.
+	rel := strings.TrimPrefix(in.ownCgroups[cgroupKey(e)], strings.TrimSuffix(e.root, "/"))
+	err = mount(filepath.Join(e.mountpoint, rel), spath, "", unix.MS_BIND|unix.MS_REC, "")
+	unix.Close(sub)
+	if err != nil || flags == 0 {
+		return err
+	}
+	// The fd above is the directory under the new mount: look name up
+	// again to reach the bind mount itself.
+	if sub, err = unix.Openat(tfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+		return err
+	}
+	defer unix.Close(sub)
+	return remountBind("/proc/self/fd/"+strconv.Itoa(sub), flags)
 }
 
 func (in *initState) mountCgroup2(root *os.File, m *specs.Mount, dest string, opts spec.MountOptions, entries []mountEntry, own map[string]string) error {
