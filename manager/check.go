@@ -16,6 +16,7 @@ import (
 
 	"github.com/cubo-dev/cubo/images"
 	"github.com/cubo-dev/cubo/manager/ociruntime"
+	"github.com/cubo-dev/cubo/network"
 )
 
 // Finding is one thing Check found; see images.Finding.
@@ -225,6 +226,14 @@ func (m *Manager) Check(ctx context.Context, repair bool) ([]Finding, error) {
 		}
 	}
 
+	// The networks' iptables rules: missing ones of this root's networks, and cubo
+	// chains of bridges that are gone (anywhere on the machine).
+	rules, err := m.checkNetworkRules(repair)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, rules...)
+
 	// Runtime state: each belongs to a container.
 	rtDirs, _ := os.ReadDir(filepath.Join(m.root, "runtime"))
 	for _, rd := range rtDirs {
@@ -344,6 +353,33 @@ func mountsUnder(dir string) ([]string, error) {
 	out := make([]string, len(ms))
 	for i, mi := range ms {
 		out[i] = mi.Mountpoint
+	}
+	return out, nil
+}
+
+// checkNetworkRules is network.Controller.CheckRules for a root dir whose networks were
+// used, network.SweepRules (no controller, no network dir made) for one never used.
+func (m *Manager) checkNetworkRules(repair bool) ([]Finding, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil // iptables needs root; so does every rule cubo makes
+	}
+	var found []network.RulesFinding
+	var err error
+	if _, serr := os.Stat(filepath.Join(m.root, "network")); serr == nil {
+		nc, nerr := m.network()
+		if nerr != nil {
+			return nil, nerr
+		}
+		found, err = nc.CheckRules(repair)
+	} else {
+		found, err = network.SweepRules(repair)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("check network rules: %w", err)
+	}
+	out := make([]Finding, 0, len(found))
+	for _, f := range found {
+		out = append(out, Finding{Object: f.Object, Problem: f.Problem, Garbage: f.Garbage, Repaired: f.Repaired})
 	}
 	return out, nil
 }

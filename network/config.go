@@ -101,16 +101,19 @@ type ipamRoute struct {
 }
 
 // confBytes renders n as the conflist cubo runs:
-//   - bridge: the veth pair on n.Bridge, the gateway address on the bridge, masquerade
-//     of traffic leaving the subnet (ipMasq), hairpin so a container reaches its own
-//     published ports; host-local IPAM whose state lives in ipamDir, not /var/lib/cni.
+//   - bridge: the veth pair on n.Bridge, the gateway address on the bridge, hairpin so
+//     a container reaches its own published ports; host-local IPAM whose state lives
+//     in ipamDir, not /var/lib/cni. No ipMasq: masquerade is the network's rule, made
+//     once (rules_linux.go), not a chain per container at every ADD and DEL.
 //   - portmap: --publish as DNAT; snat so that 127.0.0.1:HOST works too (it sets
 //     route_localnet on the bridge and masquerades hairpin and localhost traffic).
-//   - firewall: accepts the container's traffic in FORWARD even when the host's
-//     FORWARD policy is DROP (as docker sets it).
+//     attachList drops it for a container that publishes nothing.
+//
+// There is no firewall plugin: the network's own FORWARD chain accepts its traffic
+// even when the host's FORWARD policy is DROP (as docker sets it).
 func confBytes(n Network, ipamDir string) ([]byte, error) {
 	br, err := json.Marshal(bridgeConf{
-		Type: "bridge", Bridge: n.Bridge, IsGateway: true, IPMasq: true, HairpinMode: true,
+		Type: "bridge", Bridge: n.Bridge, IsGateway: true, IPMasq: false, HairpinMode: true,
 		IPAM: ipamConf{
 			Type:    "host-local",
 			DataDir: ipamDir,
@@ -124,9 +127,30 @@ func confBytes(n Network, ipamDir string) ([]byte, error) {
 	l := conflist{CNIVersion: CNIVersion, Name: n.Name, Plugins: []json.RawMessage{
 		br,
 		json.RawMessage(`{"type":"portmap","capabilities":{"portMappings":true},"snat":true}`),
-		json.RawMessage(`{"type":"firewall","backend":"iptables"}`),
 	}}
 	return json.MarshalIndent(l, "", "  ")
+}
+
+// perContainerRules reports whether conflist b makes iptables rules per container: the
+// bridge plugin with ipMasq, or the firewall plugin, as cubo wrote its conflists before
+// its networks had rules of their own. A container attached with such a list (libcni
+// caches the list ADD used) may need teardownMasq and teardownForward after its DEL; a
+// network whose conflist on disk is one is rewritten before its next attachment.
+func perContainerRules(b []byte) bool {
+	var l conflist
+	if json.Unmarshal(b, &l) != nil {
+		return false
+	}
+	for _, p := range l.Plugins {
+		var t struct {
+			Type   string `json:"type"`
+			IPMasq bool   `json:"ipMasq"`
+		}
+		if json.Unmarshal(p, &t) == nil && (t.Type == "firewall" || t.Type == "bridge" && t.IPMasq) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseConf reads a Network back from a conflist cubo wrote.
@@ -372,9 +396,9 @@ func hostPrefixes() ([]netip.Prefix, error) {
 	return out, sc.Err()
 }
 
-// RemoveNetwork deletes a user-defined network and its bridge. The default network
-// cannot be removed (errdefs.ErrInvalidArgument), nor one with containers attached
-// (errdefs.ErrConflict, naming them).
+// RemoveNetwork deletes a user-defined network, its iptables rules and its bridge. The
+// default network cannot be removed (errdefs.ErrInvalidArgument), nor one with
+// containers attached (errdefs.ErrConflict, naming them).
 func (c *Controller) RemoveNetwork(name string) error {
 	if networkNameOf(name) == DefaultNetwork {
 		return fmt.Errorf("network %q: the default network cannot be removed: %w", name, errdefs.ErrInvalidArgument)
@@ -400,6 +424,9 @@ func (c *Controller) RemoveNetwork(name string) error {
 	}
 	if len(users) > 0 {
 		return fmt.Errorf("network %q is in use by %s: %w", name, strings.Join(users, ", "), errdefs.ErrConflict)
+	}
+	if err := c.removeRulesLocked(n); err != nil {
+		return err
 	}
 	if err := deleteLink(n.Bridge); err != nil {
 		return err

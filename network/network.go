@@ -1,6 +1,7 @@
 // Package network gives cubo containers their network: a network namespace per
 // container attached to a bridge through CNI (libcni driving the bridge, host-local,
-// portmap, firewall and loopback plugins), published ports, the generated /etc/hosts,
+// portmap and loopback plugins), each network's masquerade and FORWARD rules (made once
+// per network, not per container), published ports, the generated /etc/hosts,
 // /etc/hostname and /etc/resolv.conf, and user-defined bridge networks.
 //
 // Everything it keeps lives under the root the caller gives (root_dir/network):
@@ -10,6 +11,7 @@
 //	ipam/<network>/           host-local's address leases
 //	netns/<container id>      bind-mounted network namespaces (WithNetnsDir moves them)
 //	attach/<container id>.json what Setup did, so Teardown and Reconcile can undo it
+//	rules/<network>           marker: the network's iptables rules are in place (boot id)
 //
 // so nothing is shared with podman's or containerd's /etc/cni and /var/lib/cni.
 package network
@@ -382,6 +384,22 @@ func attachList(n Network, ports bool) (*libcni.NetworkConfigList, error) {
 	return list, nil
 }
 
+// upgradeConfLocked rewrites n's conflist when it is one cubo wrote before networks had
+// rules of their own (bridge ipMasq, firewall plugin), so that new attachments get no
+// per-container rules. Containers attached with the old list keep it for their DEL
+// (libcni caches the list each ADD used).
+func (c *Controller) upgradeConfLocked(n Network) error {
+	b, err := os.ReadFile(n.Path)
+	if err != nil {
+		return fmt.Errorf("load network %q: %w", n.Name, err)
+	}
+	if !perContainerRules(b) {
+		return nil
+	}
+	c.log.Info().Str("network", n.Name).Msg("rewrite conflist without per-container masquerade and firewall")
+	return c.writeNetwork(n)
+}
+
 func (c *Controller) attachLocked(ctx context.Context, a *Attachment, n Network) error {
 	if err := newNetns(a.NetNS); err != nil {
 		return err
@@ -397,6 +415,12 @@ func (c *Controller) attachLocked(ctx context.Context, a *Attachment, n Network)
 	if a.Mode.Kind != ModeBridge {
 		return nil
 	}
+	if err := c.upgradeConfLocked(n); err != nil {
+		return err
+	}
+	// Asked before ADD, which creates a missing bridge: a bridge that was gone may
+	// have taken the network's rules with it.
+	fresh := c.rulesFresh(n)
 	list, err := attachList(n, len(a.Ports) > 0)
 	if err != nil {
 		return err
@@ -404,6 +428,13 @@ func (c *Controller) attachLocked(ctx context.Context, a *Attachment, n Network)
 	res, err := c.cni.AddNetworkList(ctx, list, c.runtimeConf(a))
 	if err != nil {
 		return fmt.Errorf("attach to network %q: %w", n.Name, err)
+	}
+	// After ADD, so the bridge exists: SweepRules removes the chains of missing
+	// bridges. The container has not started yet, so none of its traffic misses them.
+	if !fresh {
+		if err := c.ensureRulesLocked(n); err != nil {
+			return err
+		}
 	}
 	r, err := types100.NewResultFromResult(res)
 	if err != nil {
@@ -537,8 +568,12 @@ func (c *Controller) delLocked(ctx context.Context, a *Attachment) error {
 			}
 		}
 		if ns == "" {
-			if err := teardownMasq(list.Name, a.ID, a.IP); err != nil {
-				errs = append(errs, err)
+			// Only lists with the bridge plugin's ipMasq made a masquerade chain for
+			// the container; the network's own rules are not the container's.
+			if list != nil && perContainerRules(list.Bytes) {
+				if err := teardownMasq(list.Name, a.ID, a.IP); err != nil {
+					errs = append(errs, err)
+				}
 			}
 			// The kernel destroys a namespace, and the veths in it, asynchronously
 			// after its last reference goes: do not leave the host end to chance.
@@ -704,7 +739,9 @@ func (c *Controller) sweepLocked(ctx context.Context, id string) error {
 				}
 			}
 			if err = c.cni.DelNetworkList(ctx, l, rt); err == nil && ns == "" {
-				err = teardownMasq(l.Name, id, ip)
+				if perContainerRules(ca.Config) {
+					err = teardownMasq(l.Name, id, ip)
+				}
 				for _, v := range veths {
 					err = errors.Join(err, deleteLink(v))
 				}

@@ -205,10 +205,10 @@ func TestAttachListPortmap(t *testing.T) {
 		}
 		return out
 	}
-	if got := types(false); !slices.Equal(got, []string{"bridge", "firewall"}) {
+	if got := types(false); !slices.Equal(got, []string{"bridge"}) {
 		t.Fatalf("no ports: %v", got)
 	}
-	if got := types(true); !slices.Equal(got, []string{"bridge", "portmap", "firewall"}) {
+	if got := types(true); !slices.Equal(got, []string{"bridge", "portmap"}) {
 		t.Fatalf("ports: %v", got)
 	}
 }

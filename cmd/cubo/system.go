@@ -12,7 +12,7 @@ type systemCmd struct {
 }
 
 type systemCheckCmd struct {
-	Repair bool `help:"Remove what nothing owns: orphan mounts and runtime state, leftovers of killed commands, unreferenced blobs and layers. Records are never removed."`
+	Repair bool `help:"Remove what nothing owns: orphan mounts and runtime state, leftovers of killed commands, unreferenced blobs and layers, iptables chains of deleted bridges; reinstall a network's missing rules. Records are never removed."`
 }
 
 // errCheckFailed makes cubo exit 1 after the findings were printed, without a message

@@ -134,11 +134,20 @@ func (e *env) assertNetClean() {
 		}
 	}
 	// cubo never deletes the default network's bridge: the test does, when it made it.
+	// The network's iptables chains stay with the bridge; once it is gone, `system
+	// check --repair` removes them (they are garbage then).
+	deleted := false
 	for _, n := range nets {
 		if _, err := net.InterfaceByName(n.Bridge); err == nil && !slices.Contains(e.net.links, n.Bridge) {
 			if out, err := exec.Command("ip", "link", "del", n.Bridge).CombinedOutput(); err != nil {
 				t.Errorf("ip link del %s: %v %s", n.Bridge, err, out)
 			}
+			deleted = true
+		}
+	}
+	if deleted {
+		if out, errs, code := e.run("system", "check", "--repair"); code != 0 {
+			t.Errorf("system check --repair: exit %d\n%s%s", code, out, errs)
 		}
 	}
 	after := snapshotNet(t)

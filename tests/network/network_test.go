@@ -41,12 +41,12 @@ func requireNet(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("network tests need root")
 	}
-	for _, p := range []string{"/usr/lib/cni/bridge", "/usr/lib/cni/portmap", "/usr/lib/cni/firewall", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback"} {
+	for _, p := range []string{"/usr/lib/cni/bridge", "/usr/lib/cni/portmap", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("%s missing: apt-get install containernetworking-plugins", p)
 		}
 	}
-	for _, b := range []string{"iptables", "iptables-save", "ip", "nsenter", "unshare", "busybox"} {
+	for _, b := range []string{"iptables", "iptables-save", "iptables-restore", "ip", "nsenter", "unshare", "busybox"} {
 		if _, err := exec.LookPath(b); err != nil {
 			t.Fatalf("%s missing: apt-get install iptables iproute2 util-linux busybox-static", b)
 		}
@@ -170,7 +170,8 @@ func requireSame(t *testing.T, what string, before, after state) {
 }
 
 // env is one test's controller with its cleanup: attachments reconciled away, networks
-// removed, bridges deleted, and the machine compared with how it was. The chains the
+// removed, bridges deleted (and the default network's rules with its bridge), and the
+// machine compared with how it was. The chains the
 // plugins share (CNI-HOSTPORT-*, CNI-FORWARD, CNI-ADMIN) stay, as they do with podman,
 // which uses the same ones.
 type env struct {
@@ -206,6 +207,11 @@ func newEnv(t *testing.T) *env {
 			}
 		}
 		exec.Command("ip", "link", "del", testBridge).Run()
+		// The default network's rules stay with its bridge; with the bridge gone,
+		// the sweep (`system check --repair`) removes them.
+		if _, err := network.SweepRules(true); err != nil {
+			t.Errorf("sweep network rules: %v", err)
+		}
 		requireSame(t, "after the test", before, snapshot(t, root))
 	})
 	return e

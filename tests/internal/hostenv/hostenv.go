@@ -98,9 +98,17 @@ func Main(m *testing.M, name, bridge string) {
 	_, bridgeErr := os.Stat("/sys/class/net/" + bridge)
 	code := m.Run()
 	// The tests' default bridge outlives their containers (as docker0 does);
-	// it is this package's own, so it goes with the package's run.
+	// it is this package's own, so it goes with the package's run, and so do the
+	// network's iptables chains: `system check --repair` removes cubo's chains of
+	// bridges that no longer exist.
 	if bridgeErr != nil {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
+		if left := sweepNetworkRules(dir, bridge); left != "" {
+			fmt.Printf("left behind: %s\n", left)
+			if code == 0 {
+				code = 1
+			}
+		}
 	}
 	after, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
 	for _, p := range after {
@@ -110,6 +118,33 @@ func Main(m *testing.M, name, bridge string) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// sweepNetworkRules runs `cubo system check --repair` on a scratch root dir under dir,
+// which removes the iptables chains of bridges that are gone, and returns the
+// iptables-save lines of bridge's chains still there.
+func sweepNetworkRules(dir, bridge string) string {
+	root := filepath.Join(dir, "sweep-root")
+	cmd := exec.Command(filepath.Join(dir, "cubo"), "--root-dir", root, "system", "check", "--repair")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Sprintf("cubo system check --repair: %v: %s", err, out)
+	}
+	var left []string
+	for _, table := range []string{"nat", "filter"} {
+		out, _ := exec.Command("iptables-save", "-t", table).Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if networkRule(l, bridge) {
+				left = append(left, table+" "+l)
+			}
+		}
+	}
+	return strings.Join(left, "; ")
+}
+
+// networkRule reports whether an iptables-save line is (or jumps to) one of the chains
+// cubo makes once per network for bridge: they stay with the bridge, as docker0's do.
+func networkRule(l, bridge string) bool {
+	return strings.Contains(l, "CUBO-NAT-"+bridge) || strings.Contains(l, "CUBO-FWD-"+bridge)
 }
 
 // Env is one cubo root dir with busybox imported, and the machine state it must
@@ -323,10 +358,10 @@ func (s snapshot) assertSame(t *testing.T, root string, ids map[string]bool, cfg
 			t.Errorf("left behind: link %s on %s", l, cfg.Bridge)
 		}
 	}
-	// The network's own rules stay with its bridge; a container's name its address
-	// (/32) or its chain.
+	// The network's own rules stay with its bridge (Main removes them with it); a
+	// container's name its address (/32) or its chain.
 	for _, r := range now.rules {
-		if !slices.Contains(s.rules, r) && (strings.Contains(r, cfg.subnetPrefix()) || perContainerChain.MatchString(r)) {
+		if !slices.Contains(s.rules, r) && !networkRule(r, cfg.Bridge) && (strings.Contains(r, cfg.subnetPrefix()) || perContainerChain.MatchString(r)) {
 			t.Errorf("left behind: iptables rule %s", r)
 		}
 	}
