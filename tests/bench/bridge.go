@@ -20,8 +20,10 @@ const (
 )
 
 // podmanBridgeEnv writes a containers.conf whose default network is a CNI
-// bridge with the plugins cubo's own network uses (bridge with masquerade,
-// portmap, firewall), and returns the environment that selects it.
+// bridge with the plugins of podman's CNI default network (bridge with
+// masquerade, portmap, firewall: the per-container rules cubo's networks used
+// too before they had rules of their own), and returns the environment that
+// selects it.
 func podmanBridgeEnv(dir string) ([]string, error) {
 	netDir := filepath.Join(dir, "net")
 	if err := os.MkdirAll(netDir, 0o755); err != nil {
@@ -70,8 +72,8 @@ func takeNetState() netState {
 
 // restoreNetState removes the bridges and the iptables chains and rules that
 // appeared since before was taken (the CNI plugins remove their per-container
-// rules, but the bridges and the firewall plugin's chains stay), and returns
-// what it removed.
+// rules, but the bridges, the firewall plugin's chains and the cubo network's
+// CUBO-NAT-/CUBO-FWD- chains stay), and returns what it removed.
 func restoreNetState(before netState) []string {
 	var done []string
 	for _, l := range []string{cuboBenchBridge, podmanBenchBridge} {

@@ -419,7 +419,7 @@ func (b *bench) bridgeBench(m *managerEnv, cuboArgv, podmanArgv func(...string) 
 	t3 := &table{head: []string{"`run --rm IMAGE true` on a CNI bridge (5 MB image)", "cubo (-i)", "podman", "cubo/podman"}}
 	b.managerRow(t3, "wall", nw, qw, "ms")
 	b.managerRow(t3, "CPU", nc, qc, "ms")
-	b.printf("Each on a bridge of its own (cubo: %s %s; podman: %s %s, CNI bridge+portmap+firewall as cubo's network), same runtime; medians of %d alternated runs:\n\n%s\n",
+	b.printf("Each on a bridge of its own (cubo: %s %s, CNI bridge with the network's own masquerade and FORWARD rules made once; podman: %s %s, CNI bridge with ipMasq+portmap+firewall, rules per container), same runtime; medians of %d alternated runs:\n\n%s\n",
 		cuboBenchBridge, cuboBenchSubnet, podmanBenchBridge, podmanBenchSubnet, b.n, t3)
 
 	b.printf("| target | measured | met |\n| --- | --- | --- |\n")
