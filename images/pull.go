@@ -29,7 +29,9 @@ const (
 	StateDownloading
 	// StateExists means the blob and its unpacked layer were already in the store.
 	StateExists
-	// StateExtracting carries Current/Total compressed bytes unpacked.
+	// StateExtracting carries Current/Total compressed bytes unpacked, for a layer
+	// unpacked from a blob already in the store; a layer downloaded now is unpacked
+	// while it downloads and reports StateDownloading only.
 	StateExtracting
 	// StateDone means the layer is downloaded, verified and unpacked.
 	StateDone
@@ -79,8 +81,8 @@ func PullWithProgress(f func(Progress)) PullOpt { return func(o *pullOpts) { o.p
 const maxJSONBlob = 8 << 20
 
 // Pull fetches name from its registry into the store: the manifest for the platform, the
-// config and every layer (in parallel, each verified while it streams, already-present
-// ones skipped), unpacks the layers and then names the image in index.json. An
+// config and every layer (in parallel, each verified and unpacked while it streams,
+// already-present ones skipped) and then names the image in index.json. An
 // interrupted pull keeps the blobs it finished, so running it again fetches only the rest.
 // Errors carry containerd classes: NotFound, Unauthenticated, DataLoss (a blob that does
 // not match its digest, never kept), InvalidArgument (a malformed or hostile image, of
@@ -300,9 +302,24 @@ func (s *Store) pullLayers(ctx context.Context, rc *regclient.RegClient, r ref.R
 
 func (s *Store) pullLayer(ctx context.Context, rc *regclient.RegClient, r ref.Ref, l ocispec.Descriptor, diffID digest.Digest, report func(Progress)) error {
 	_, dirErr := s.LayerDir(diffID)
-	existed, err := s.ingest(l.Digest, l.Size, s.blobOpener(ctx, rc, r, l), func(n int64) {
+	download := func(n int64) {
 		report(Progress{Digest: l.Digest, State: StateDownloading, Current: n, Total: l.Size})
-	})
+	}
+	if dirErr != nil && !s.hasBlob(l.Digest, l.Size) {
+		// Neither is here: unpack while downloading (see fetchUnpackLayer), so the
+		// blob is not read back from disk and hashed again.
+		existed, err := s.fetchUnpackLayer(ctx, l, diffID, s.blobOpener(ctx, rc, r, l), download)
+		if err != nil {
+			return fmt.Errorf("fetch layer: %w", err)
+		}
+		state := StateDone
+		if existed {
+			state = StateExists
+		}
+		report(Progress{Digest: l.Digest, State: state, Current: l.Size, Total: l.Size})
+		return nil
+	}
+	existed, err := s.ingest(l.Digest, l.Size, s.blobOpener(ctx, rc, r, l), download)
 	if err != nil {
 		return fmt.Errorf("fetch layer: %w", err)
 	}

@@ -2,6 +2,7 @@ package images
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -92,25 +93,11 @@ func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID
 	defer f.Close()
 	blobHash := digest.SHA256.Digester()
 	counted := &countingReader{r: io.TeeReader(f, blobHash.Hash()), progress: progress}
-	var plain io.Reader
-	switch comp {
-	case "gzip":
-		zr, err := gzip.NewReader(counted)
-		if err != nil {
-			return fmt.Errorf("layer %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
-		}
-		defer zr.Close()
-		plain = zr
-	case "zstd":
-		zr, err := zstd.NewReader(counted, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return fmt.Errorf("layer %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
-		}
-		defer zr.Close()
-		plain = zr
-	default:
-		plain = counted
+	plain, closeZ, err := layerReader(comp, counted)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", desc.Digest, err)
 	}
+	defer closeZ()
 	diffHash := digest.SHA256.Digester()
 	tee := io.TeeReader(plain, diffHash.Hash())
 	a, err := newApplier(diff, true, s.maxUnpacked, s.log)
@@ -152,6 +139,26 @@ func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID
 	return nil
 }
 
+// layerReader returns the uncompressed stream of a layer blob read from r, and a
+// function releasing the decompressor.
+func layerReader(comp string, r io.Reader) (io.Reader, func(), error) {
+	switch comp {
+	case "gzip":
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return zr, func() { zr.Close() }, nil
+	case "zstd":
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return zr, zr.Close, nil
+	}
+	return r, func() {}, nil
+}
+
 // layerSize returns the recorded file-data size of an unpacked layer, 0 if unknown.
 func (s *Store) layerSize(diffID digest.Digest) int64 {
 	b, err := os.ReadFile(filepath.Join(s.layerDir(diffID), "size"))
@@ -160,4 +167,229 @@ func (s *Store) layerSize(diffID digest.Digest) int64 {
 	}
 	n, _ := strconv.ParseInt(string(b), 10, 64)
 	return n
+}
+
+// teeFetch reads a blob from the registry and, on the way, writes every byte to the
+// blob's ingest file and its hash. It keeps the first error of either side apart, so a
+// dropped connection is reported as such and not as the tar error it causes downstream.
+type teeFetch struct {
+	r        io.Reader
+	w        io.Writer
+	n        int64
+	srcErr   error
+	writeErr error
+	progress func(int64)
+}
+
+func (t *teeFetch) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		if _, werr := t.w.Write(p[:n]); werr != nil {
+			t.writeErr = werr
+			return 0, werr
+		}
+		t.n += int64(n)
+		if t.progress != nil {
+			t.progress(t.n)
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) && t.srcErr == nil {
+		t.srcErr = err
+	}
+	return n, err
+}
+
+// fetchUnpackLayer downloads the blob of desc and unpacks it in the same pass: each
+// byte read from the registry goes to the ingest file and the blob hash and on into the
+// decompressor, the diff_id hash and the applier, so the blob is neither read back nor
+// hashed a second time. Both stay in ROOT/tmp until the blob digest and size and the
+// diff_id all match; only then are the blob and the layer dir renamed into place. On any
+// failure (wrong digest or size, hostile or malformed tar, dropped connection,
+// cancellation) the ingest file and the staging dir are removed: nothing partial is ever
+// visible, and a download cut short is started over next time, as ingest does.
+//
+// It takes the blob's ingest lock, then the layer's unpack lock (never the other way
+// round anywhere, so two pulls cannot deadlock). When another pull finished the blob or
+// the layer while we waited, it falls back to ingest and unpackLayer, which skip what
+// is there. It reports whether both were already present.
+func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID digest.Digest, open func() (io.ReadCloser, error), progress func(int64)) (existed bool, err error) {
+	d, size := desc.Digest, desc.Size
+	if err := d.Validate(); err != nil || d.Algorithm() != digest.SHA256 {
+		return false, fmt.Errorf("blob digest %q: %w", d, errdefs.ErrInvalidArgument)
+	}
+	if err := diffID.Validate(); err != nil || diffID.Algorithm() != digest.SHA256 {
+		return false, fmt.Errorf("diff_id %q: %w", diffID, errdefs.ErrInvalidArgument)
+	}
+	comp, ok := layerCompression(desc.MediaType)
+	if !ok {
+		return false, fmt.Errorf("layer %s: media type %q: %w", d, desc.MediaType, errdefs.ErrNotImplemented)
+	}
+	unlockBlob, err := s.lock(filepath.Join("tmp", "ingest", d.Encoded()+".lock"), unix.LOCK_EX)
+	if err != nil {
+		return false, err
+	}
+	unlockLayer, err := s.lock(filepath.Join("tmp", "unpack", diffID.Encoded()+".lock"), unix.LOCK_EX)
+	if err != nil {
+		unlockBlob()
+		return false, err
+	}
+	final := s.layerDir(diffID)
+	_, layerErr := os.Stat(filepath.Join(final, "diff"))
+	if blob := s.hasBlob(d, size); blob || layerErr == nil {
+		unlockLayer()
+		unlockBlob()
+		existed, err := s.ingest(d, size, open, progress)
+		if err != nil {
+			return false, err
+		}
+		if err := s.unpackLayer(ctx, desc, diffID, nil); err != nil {
+			// A stored blob that is hostile or lies about its diff_id is dropped, as
+			// pullLayer does.
+			if errdefs.IsInvalidArgument(err) || errdefs.IsDataLoss(err) {
+				s.removeBlob(d)
+			}
+			return false, err
+		}
+		return existed && layerErr == nil, nil
+	}
+	defer unlockBlob()
+	defer unlockLayer()
+
+	ingestDir, unpackDir := filepath.Join(s.tmpDir(), "ingest"), filepath.Join(s.tmpDir(), "unpack")
+	// Holding both locks, leftovers for this blob or layer belong to a dead process.
+	for _, pat := range []string{filepath.Join(ingestDir, d.Encoded()+".partial-*"), filepath.Join(unpackDir, diffID.Encoded()+".staging-*")} {
+		old, _ := filepath.Glob(pat)
+		for _, o := range old {
+			os.RemoveAll(o)
+		}
+	}
+	rc, err := open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(ingestDir, d.Encoded()+".partial-")
+	if err != nil {
+		return false, fmt.Errorf("create ingest file: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	staging, err := os.MkdirTemp(unpackDir, diffID.Encoded()+".staging-")
+	if err != nil {
+		return false, fmt.Errorf("create staging dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(staging)
+		}
+	}()
+	diff := filepath.Join(staging, "diff")
+	if err := os.Mkdir(diff, 0o755); err != nil {
+		return false, fmt.Errorf("create staging dir: %w", err)
+	}
+
+	blobHash := digest.SHA256.Digester()
+	// Read one byte past the declared size so an oversized blob is caught.
+	src := &teeFetch{r: io.LimitReader(rc, size+1), w: io.MultiWriter(f, blobHash.Hash()), progress: progress}
+	// verifyBlob reads what is left of the blob and checks it; it decides whether a
+	// failure was the transfer's (DataLoss, or the registry's error) or the layer's.
+	verifyBlob := func() error {
+		if _, err := io.Copy(io.Discard, src); err != nil && src.writeErr != nil {
+			return fmt.Errorf("write blob %s: %w", d, src.writeErr)
+		}
+		if src.srcErr != nil {
+			return fmt.Errorf("fetch blob %s: %w", d, registryErr(src.srcErr))
+		}
+		if src.n != size {
+			return fmt.Errorf("blob %s: size %d, manifest declares %d: %w", d, src.n, size, errdefs.ErrDataLoss)
+		}
+		if got := blobHash.Digest(); got != d {
+			return fmt.Errorf("blob %s: content has digest %s: %w", d, got, errdefs.ErrDataLoss)
+		}
+		return nil
+	}
+	// fail returns the error of a failed unpack: cancellation and transfer errors as
+	// they are; otherwise the rest of the blob is read to tell a corrupted download
+	// (DataLoss) from a hostile or malformed layer (the unpack error).
+	fail := func(uerr error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if src.srcErr != nil || src.writeErr != nil {
+			return verifyBlob()
+		}
+		if verr := verifyBlob(); verr != nil {
+			return verr
+		}
+		return uerr
+	}
+
+	// The decompressor reads through a large buffer so the ingest file is written in
+	// large chunks (a gzip reader alone would pull 4 KiB at a time).
+	buffered := bufio.NewReaderSize(src, 256<<10)
+	plain, closeZ, err := layerReader(comp, buffered)
+	if err != nil {
+		return false, fail(fmt.Errorf("layer %s: %w", d, err))
+	}
+	defer closeZ()
+	diffHash := digest.SHA256.Digester()
+	tee := io.TeeReader(plain, diffHash.Hash())
+	a, err := newApplier(diff, true, s.maxUnpacked, s.log)
+	if err != nil {
+		return false, err
+	}
+	err = a.applyTar(ctx, tar.NewReader(tee))
+	a.close()
+	if err != nil {
+		return false, fail(fmt.Errorf("unpack layer %s: %w", d, err))
+	}
+	// Both digests must cover every byte, including tar padding after the last entry
+	// and anything after the compressed stream.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return false, fail(fmt.Errorf("layer %s: %w: %w", d, err, errdefs.ErrInvalidArgument))
+	}
+	if _, err := io.Copy(io.Discard, buffered); err != nil {
+		return false, fail(fmt.Errorf("read layer blob %s: %w", d, err))
+	}
+	if err := verifyBlob(); err != nil {
+		return false, err
+	}
+	if got := diffHash.Digest(); got != diffID {
+		return false, fmt.Errorf("layer %s: uncompressed digest %s, config says %s: %w", d, got, diffID, errdefs.ErrDataLoss)
+	}
+	if err := os.WriteFile(filepath.Join(staging, "size"), []byte(strconv.FormatInt(a.written, 10)), 0o644); err != nil {
+		return false, fmt.Errorf("record layer size: %w", err)
+	}
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return false, fmt.Errorf("chmod staging dir: %w", err)
+	}
+	if err = f.Sync(); err != nil {
+		return false, fmt.Errorf("write blob %s: %w", d, err)
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return false, fmt.Errorf("write blob %s: %w", d, err)
+	}
+	if err = f.Close(); err != nil {
+		return false, fmt.Errorf("write blob %s: %w", d, err)
+	}
+	if err = os.Rename(tmp, s.blobPath(d)); err != nil {
+		return false, fmt.Errorf("store blob %s: %w", d, err)
+	}
+	syncDir(filepath.Dir(s.blobPath(d)))
+	// From here the blob is stored: a failure to publish the layer leaves it (verified)
+	// for the next pull, which unpacks it from the store.
+	if err := os.Rename(staging, final); err != nil {
+		os.RemoveAll(staging)
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			return false, nil
+		}
+		return false, fmt.Errorf("publish layer %s: %w", diffID, err)
+	}
+	syncDir(filepath.Dir(final))
+	return false, nil
 }

@@ -130,7 +130,9 @@ func (b *barPrinter) update(ev images.Progress) {
 	b.state[id] = ev.State
 	switch ev.State {
 	case images.StateDownloading:
-		bar.SetCurrent(ev.Current)
+		// A layer downloaded now is unpacked in the same pass (images reports no
+		// separate extraction for it), so its download fills the whole bar.
+		bar.SetCurrent(2 * ev.Current)
 	case images.StateExtracting:
 		bar.SetCurrent(ev.Total + ev.Current)
 	case images.StateExists, images.StateDone:
