@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // manager serves all three modes: v1 hierarchies are keyed by subsystem and
@@ -101,16 +102,50 @@ func (m *manager) applyOne(key, dir string, pid int, joined map[string]bool) err
 }
 
 func mkdir(dir string) error {
+	// The parent usually exists: one mkdir, where MkdirAll would stat the
+	// cgroup and its parent first (in each of ~10 hierarchies).
+	err := unix.Mkdir(dir, 0o755)
+	if err == nil || errors.Is(err, unix.EEXIST) && isDir(dir) {
+		return nil
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create cgroup: %w", err)
 	}
 	return nil
 }
 
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
 // ensureCpuset creates dir and any missing parents, giving each one the
 // cpus and mems of its parent: a v1 cpuset cgroup starts empty, and adding a
 // task to an empty cpuset fails with ENOSPC.
 func ensureCpuset(dir string) error {
+	// The common case, a new cgroup under an initialised parent: one mkdir
+	// and the parent's two values copied in, instead of reading the
+	// missing files first.
+	if err := unix.Mkdir(dir, 0o755); err == nil {
+		parent := filepath.Dir(dir)
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			v, err := readFile(parent, f)
+			if err == nil {
+				err = writeFile(dir, f, v)
+			}
+			if err != nil {
+				_ = rmdir(dir)
+				return err
+			}
+		}
+		return nil
+	}
+	return ensureCpusetWalk(dir)
+}
+
+// ensureCpusetWalk is ensureCpuset for a cgroup that exists already or
+// whose parents are missing.
+func ensureCpusetWalk(dir string) error {
 	cpus, cerr := readFile(dir, "cpuset.cpus")
 	mems, merr := readFile(dir, "cpuset.mems")
 	if cerr == nil && merr == nil && cpus != "" && mems != "" {
@@ -122,7 +157,7 @@ func ensureCpuset(dir string) error {
 	}
 	// Parents first: the hierarchy root always has both values, and the walk
 	// fails at / (before creating anything) if dir is not in a cpuset mount.
-	if err := ensureCpuset(parent); err != nil {
+	if err := ensureCpusetWalk(parent); err != nil {
 		return err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {

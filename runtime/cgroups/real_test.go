@@ -511,3 +511,29 @@ func TestRealDeviceProgram(t *testing.T) {
 		t.Errorf("%d device programs attached after a replace (flags %#x), want 1", len(ids), flags)
 	}
 }
+
+// TestRealRemoveTreeWithChildren: removeTree tries the rmdir first; a cgroup
+// with child cgroups (EBUSY from cgroupfs) must still go, children first.
+func TestRealRemoveTreeWithChildren(t *testing.T) {
+	requireRealV1(t)
+	top := filepath.Join("/sys/fs/cgroup/pids", uniquePath())
+	t.Cleanup(func() {
+		for _, d := range []string{top + "/a/b", top + "/a", top + "/c", top} {
+			_ = os.Remove(d)
+		}
+	})
+	for _, d := range []string{top, top + "/a", top + "/a/b", top + "/c"} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := removeTree(top); err != nil {
+		t.Fatalf("removeTree: %v", err)
+	}
+	if _, err := os.Stat(top); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s left behind: %v", top, err)
+	}
+	if err := removeTree(top); err != nil {
+		t.Fatalf("removeTree of a missing cgroup: %v", err)
+	}
+}
