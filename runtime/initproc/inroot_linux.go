@@ -20,9 +20,19 @@ import (
 // functions, which we used before, verify every component through procfs
 // and cost about a thousand syscalls per container on the create path.
 func openInRoot(root *os.File, path string) (*os.File, error) {
+	return openat2InRoot(root, path, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+}
+
+// openInRootNoSymlinks is openInRoot for a path that must not go through
+// any symlink (ELOOP if it does): what it opens is path itself.
+func openInRootNoSymlinks(root *os.File, path string) (*os.File, error) {
+	return openat2InRoot(root, path, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_SYMLINKS)
+}
+
+func openat2InRoot(root *os.File, path string, resolve uint64) (*os.File, error) {
 	how := &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		Resolve: resolve,
 	}
 	rel := strings.TrimLeft(filepath.Clean("/"+path), "/")
 	if rel == "" {

@@ -256,7 +256,18 @@ func mountOf(entries []mountEntry, path string) (mountEntry, error) {
 // mount targets the resolved fd through /proc/self/fd, so a symlink swapped
 // in after resolution cannot redirect it to the host.
 func (in *initState) mountOne(root *os.File, m *specs.Mount, mountFd int) error {
-	dest := inRoot(root, cleanDest(m.Destination))
+	dest := cleanDest(m.Destination)
+	// Most destinations (/proc, /dev/pts, /sys, ...) exist and have no
+	// symlink on the way: then one openat2 gives both the target and the
+	// proof that dest needs no resolving, where inRoot would lstat every
+	// component and mkTarget open it again.
+	target, err := openInRootNoSymlinks(root, dest)
+	if err != nil {
+		dest = inRoot(root, dest)
+	}
+	if target != nil {
+		defer target.Close()
+	}
 	if err := checkProcMount(m, dest); err != nil {
 		return err
 	}
@@ -278,11 +289,12 @@ func (in *initState) mountOne(root *os.File, m *specs.Mount, mountFd int) error 
 		}
 		isDir = fi.IsDir()
 	}
-	target, err := mkTarget(root, dest, isDir)
-	if err != nil {
-		return fmt.Errorf("mount %s: %w", dest, err)
+	if target == nil {
+		if target, err = mkTarget(root, dest, isDir); err != nil {
+			return fmt.Errorf("mount %s: %w", dest, err)
+		}
+		defer target.Close()
 	}
-	defer target.Close()
 	tpath := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
 	if mountFd >= 0 {
 		// A detached (idmapped) mount the parent prepared.
