@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 
 	"github.com/cubo-dev/cubo/runtime/cgroups"
+	"github.com/cubo-dev/cubo/runtime/nsenter"
 )
 
 type psCmd struct {
@@ -45,6 +47,9 @@ func (c *psCmd) Run(g *globals) error {
 	if len(args) == 0 {
 		args = []string{"-ef"}
 	}
+	// ps must not inherit the runtime threads' coarse timer slack.
+	runtime.LockOSThread()
+	nsenter.RestoreTimerSlack()
 	out, err := exec.Command("ps", args...).Output()
 	if err != nil {
 		return fmt.Errorf("ps %s: %w", strings.Join(args, " "), err)

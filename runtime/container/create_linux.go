@@ -184,9 +184,9 @@ func Create(root, id string, o CreateOpts) (_ *Container, retErr error) {
 	}
 	files = append(files, o.ExtraFiles...)
 	// The init is short-lived and allocates little: no garbage collector,
-	// one P (see initproc's raw_linux.go), and a coarse timer slack for the
-	// runtime's own threads (see nsenter.c).
-	env := []string{"GOMAXPROCS=1", "GOGC=off", nsenter.EnvTimerSlack + "=" + initTimerSlack}
+	// and one P (see initproc's raw_linux.go). Its runtime's threads get a
+	// coarse timer slack as ours do (see nsenter.c).
+	env := []string{"GOMAXPROCS=1", "GOGC=off"}
 	addFile := func(name string, f *os.File) int {
 		files = append(files, f)
 		n := 2 + len(files)
@@ -381,10 +381,6 @@ func orStd(f, std *os.File) *os.File {
 	return std
 }
 
-// initTimerSlack is the timer slack (ns) of the init's Go runtime threads: 1 ms
-// turns sysmon's 20 us polls while the init waits into about one wake-up per ms.
-const initTimerSlack = "1000000"
-
 var nsCloneFlags = map[specs.LinuxNamespaceType]int{
 	specs.PIDNamespace:     unix.CLONE_NEWPID,
 	specs.NetworkNamespace: unix.CLONE_NEWNET,
@@ -475,10 +471,14 @@ func hasNewNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
 // Preconditions: none; the OS thread is locked here and, if restoring the
 // original namespace fails, never unlocked so the Go runtime discards it.
 func startInPidNS(cmd *exec.Cmd, path string) error {
+	goruntime.LockOSThread()
+	// The init's main thread (and so the container process) must start
+	// with the caller's timer slack, not the runtime threads' (nsenter.c).
+	nsenter.RestoreTimerSlack()
 	if path == "" {
+		defer goruntime.UnlockOSThread()
 		return cmd.Start()
 	}
-	goruntime.LockOSThread()
 	orig, err := unix.Open("/proc/thread-self/ns/pid_for_children", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		goruntime.UnlockOSThread()

@@ -91,7 +91,7 @@ func (c *Container) Exec(o ExecOpts) (_ *os.Process, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	env := []string{"GOMAXPROCS=1", "GOGC=off", nsenter.EnvTimerSlack + "=" + initTimerSlack, nsenter.EnvNSEnter + "=" + strings.Join(joins, ";")}
+	env := []string{"GOMAXPROCS=1", "GOGC=off", nsenter.EnvNSEnter + "=" + strings.Join(joins, ";")}
 	add := func(name string, f *os.File) int {
 		files = append(files, f)
 		n := 2 + len(files)

@@ -27,11 +27,11 @@ import (
 // execs the user process. On failure it reports to the parent and exits 1.
 func Init() {
 	goruntime.GOMAXPROCS(1)
-	goruntime.LockOSThread()
 	// Package init runs on the main thread, and everything the init forks or
-	// execs (hooks, the container process) starts from it: give it back the
-	// default timer slack that the runtime's threads do without (nsenter.c).
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0)
+	// execs (hooks, the container process) starts from it: it has the
+	// caller's timer slack back (runtime/nsenter's init), the runtime's other
+	// threads keep the coarse one.
+	goruntime.LockOSThread()
 
 	sockFd, err := envFd(proto.EnvInitPipe)
 	if err != nil {

@@ -123,21 +123,28 @@ __attribute__((constructor)) static void cubo_nsenter(void)
 	}
 }
 
-// cubo_timerslack gives the init's threads a coarse timer slack before the Go
-// runtime creates them (they inherit it): while the init waits for its parent,
-// the runtime's sysmon thread polls with 20 us sleeps, about a hundred wake-ups
-// per container; with 1 ms of slack the kernel lets each sleep run longer. Only
-// timers are affected, and the init has none of its own. The init resets its
-// main thread's slack first thing (initproc.Init), so the processes it forks and
-// execs (hooks, the container process) get the default back.
+// cubo_timerslack gives the Go runtime's threads of every cubo-runc process a
+// coarse timer slack before the runtime creates them (they inherit it): while
+// the process waits (for its init, for a container, in a blocking syscall) the
+// runtime's sysmon thread polls with 20 us sleeps, 50-100 wake-ups per
+// container in each of the runtime and the init; with 1 ms of slack the kernel
+// lets each sleep run longer. Only timers are affected, and cubo-runc has none
+// that need precision (hook timeouts are in seconds).
 //
-// Input: _CUBO_TIMERSLACK = slack in nanoseconds.
+// The package init of runtime/nsenter puts the main thread back to the slack
+// the caller gave it (a thread's default slack is its parent's at fork), and
+// every process cubo-runc starts (the init, hooks, ps) is forked from a thread
+// set back to that value (nsenter.RestoreTimerSlack), so nothing outside the
+// runtime's own threads sees the change.
+//
+// Input: _CUBO_TIMERSLACK = slack in nanoseconds instead of 1 ms; 0 leaves the
+// slack alone.
 __attribute__((constructor)) static void cubo_timerslack(void)
 {
+	unsigned long ns = 1000000UL;
 	const char *s = getenv("_CUBO_TIMERSLACK");
-	if (s == NULL || *s == '\0')
-		return;
-	unsigned long ns = strtoul(s, NULL, 10);
+	if (s != NULL && *s != '\0')
+		ns = strtoul(s, NULL, 10);
 	if (ns > 0 && ns <= 100000000UL)
 		prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0);
 }

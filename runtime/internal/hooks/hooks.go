@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cubo-dev/cubo/runtime/nsenter"
 )
 
 // Run executes hooks in order and stops at the first failure. kind names
@@ -52,6 +55,15 @@ func RunAll(list []specs.Hook, st *specs.State, kind string) error {
 	return errors.Join(errs...)
 }
 
+// start forks cmd from a thread with cubo-runc's caller's timer slack: the
+// runtime's own threads run with a coarse one (see runtime/nsenter).
+func start(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	nsenter.RestoreTimerSlack()
+	return cmd.Start()
+}
+
 func runOne(h specs.Hook, state []byte) error {
 	cmd := &exec.Cmd{Path: h.Path, Args: h.Args, Env: h.Env, Stdin: bytes.NewReader(state)}
 	if len(cmd.Args) == 0 {
@@ -64,7 +76,7 @@ func runOne(h specs.Hook, state []byte) error {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return err
 	}
 	done := make(chan error, 1)
