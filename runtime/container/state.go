@@ -53,7 +53,7 @@ type State struct {
 	// ConfigJSON is the config as stored: written as read from the bundle
 	// (encoding the runtime-spec type tree is a large part of a create's
 	// CPU), re-encoded only after Update changed it.
-	ConfigJSON json.RawMessage `json:"config"`
+	ConfigJSON json.RawMessage `json:"config,omitempty"`
 }
 
 // Container is a handle to one container's state directory.
@@ -115,10 +115,15 @@ func (c *Container) save() error {
 		}
 		c.ConfigJSON = cj
 	}
-	b, err := json.Marshal(&c.State)
+	// The config goes in as it is (valid JSON: it was decoded, or encoded
+	// above) and last: encoding/json would scan and compact it all again.
+	st := c.State
+	st.ConfigJSON = nil
+	b, err := json.Marshal(&st)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
+	b = append(append(append(b[:len(b)-1], `,"config":`...), c.ConfigJSON...), '}')
 	return writeFileAtomic(filepath.Join(c.dir, stateFile), b, 0o600)
 }
 

@@ -1,6 +1,9 @@
 package container
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -105,5 +108,43 @@ func TestSubCgroupPaths(t *testing.T) {
 	}
 	if _, err := subCgroupPaths(base, []string{"../escape"}); err == nil {
 		t.Fatal("escaping --cgroup accepted")
+	}
+}
+
+// TestSaveLoadKeepsConfig: state.json embeds the config as read (whitespace
+// and all) and is valid JSON that loads back to the same container.
+func TestSaveLoadKeepsConfig(t *testing.T) {
+	root := t.TempDir()
+	raw := []byte("\n {\"ociVersion\": \"1.0.2\", \"hostname\": \"h\",\n  \"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"}}")
+	c := &Container{root: root, dir: filepath.Join(root, "c1")}
+	if err := os.Mkdir(c.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c.State = State{ID: "c1", Bundle: "/b", InitPid: 42, ConfigJSON: raw}
+	if err := c.save(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(c.dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(b) {
+		t.Fatalf("state.json is not valid JSON: %s", b)
+	}
+	got, err := Load(root, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.InitPid != 42 || got.Bundle != "/b" || got.Config.Hostname != "h" || got.Config.Process.Args[0] != "sh" {
+		t.Fatalf("loaded %+v, config %+v", got.State, got.Config)
+	}
+	// Saved again (after Update re-encodes), it still loads.
+	got.ConfigJSON = nil
+	got.Config.Hostname = "h2"
+	if err := got.save(); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := Load(root, "c1"); err != nil || again.Config.Hostname != "h2" {
+		t.Fatalf("reload after re-encode: %v %+v", err, again)
 	}
 }

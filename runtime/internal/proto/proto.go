@@ -4,7 +4,10 @@
 //
 // The channel is a SOCK_SEQPACKET socketpair: the kernel keeps message
 // boundaries, so every message is exactly one JSON object in one datagram and
-// no length framing is needed.
+// no length framing is needed. A MsgConfig carries the container's
+// config.json (and an exec's process.json) after its JSON object, each
+// behind a NUL byte, which valid JSON never contains: encoding/json would
+// otherwise scan and compact the whole config again to embed it.
 //
 //	parent                              init
 //	  |  start init (clone flags)         |
@@ -22,6 +25,7 @@
 package proto
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,7 +78,7 @@ type InitConfig struct {
 	Spec *specs.Spec `json:"-"`
 	// SpecJSON is config.json as read: re-encoding the runtime-spec type
 	// tree costs the parent more than the rest of a create.
-	SpecJSON json.RawMessage `json:"spec"`
+	SpecJSON json.RawMessage `json:"-"`
 	Rootfs   string          `json:"rootfs"`
 	// Bundle is the absolute bundle path, used as cwd for createContainer hooks.
 	Bundle       string `json:"bundle"`
@@ -92,7 +96,7 @@ type InitConfig struct {
 	Exec bool `json:"exec,omitempty"`
 	// Process overrides Spec.Process for exec (decoded from ProcessJSON).
 	Process     *specs.Process  `json:"-"`
-	ProcessJSON json.RawMessage `json:"process,omitempty"`
+	ProcessJSON json.RawMessage `json:"-"`
 	// CgroupMounts maps each v1 hierarchy mount point (or "unified") to the
 	// container's cgroup dir in it, for bind-mounting cgroupfs without cgroupns.
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
@@ -133,6 +137,14 @@ func Send(f *os.File, m Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s message: %w", m.Type, err)
+	}
+	if c := m.Config; c != nil {
+		for _, raw := range [][]byte{c.SpecJSON, c.ProcessJSON} {
+			if bytes.IndexByte(raw, 0) >= 0 {
+				return fmt.Errorf("encode %s message: NUL byte in embedded JSON", m.Type)
+			}
+			b = append(append(b, 0), raw...)
+		}
 	}
 	if len(b) > maxMsg {
 		return fmt.Errorf("encode %s message: %d bytes exceeds the %d byte limit", m.Type, len(b), maxMsg)
@@ -194,8 +206,12 @@ func recv(f *os.File, raw bool) (Message, error) {
 			}
 		}
 		if err == nil && n > 0 {
-			if err := spec.Unmarshal(buf[:n], &m); err != nil {
+			head, rest, _ := bytes.Cut(buf[:n], []byte{0})
+			if err := spec.Unmarshal(head, &m); err != nil {
 				return m, fmt.Errorf("decode message: %w", err)
+			}
+			if m.Config != nil {
+				m.Config.SpecJSON, m.Config.ProcessJSON, _ = bytes.Cut(rest, []byte{0})
 			}
 			m.Fd = -1
 			if oobn > 0 {

@@ -112,3 +112,37 @@ func TestSmallMessageRoundTrip(t *testing.T) {
 		t.Fatalf("ready message encodes as %s", b)
 	}
 }
+
+// TestConfigCarriesRawJSON: config.json and process.json travel after the
+// message's JSON object, byte for byte, and a NUL inside them is refused.
+func TestConfigCarriesRawJSON(t *testing.T) {
+	parent, child, err := Socketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer child.Close()
+	sj := []byte("{\"ociVersion\": \"1.0.2\",\n \"hostname\": \"h\\u0000\"}")
+	pj := []byte(`{"args":["sh"],"cwd":"/"}`)
+	cfg := &InitConfig{ID: "c2", SpecJSON: sj, ProcessJSON: pj, Exec: true}
+	if err := Send(parent, Message{Type: MsgConfig, Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Recv(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Config.SpecJSON) != string(sj) || string(m.Config.ProcessJSON) != string(pj) || !m.Config.Exec {
+		t.Fatalf("got spec %q process %q", m.Config.SpecJSON, m.Config.ProcessJSON)
+	}
+	if err := m.Config.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	if m.Config.Spec.Hostname != "h\x00" || m.Config.Process.Args[0] != "sh" {
+		t.Fatalf("decoded %+v %+v", m.Config.Spec, m.Config.Process)
+	}
+	bad := &InitConfig{ID: "c3", SpecJSON: []byte("{}\x00{}")}
+	if err := Send(parent, Message{Type: MsgConfig, Config: bad}); err == nil {
+		t.Fatal("a NUL in the embedded config was sent")
+	}
+}
