@@ -296,10 +296,36 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	blobHash := digest.SHA256.Digester()
 	// Read one byte past the declared size so an oversized blob is caught.
 	src := &teeFetch{r: io.LimitReader(rc, size+1), w: io.MultiWriter(f, blobHash.Hash()), progress: progress}
+	// Two stages, so that one layer can use two cores (the last layers of a pull run
+	// alone): a goroutine reads the registry, writes the ingest file and hashes the
+	// blob; this one decompresses, hashes the diff_id and writes the files. The pipe
+	// hands each chunk over; the goroutine's own fields (src) are read only after it
+	// has ended.
+	pr, pw := io.Pipe()
+	fetched := make(chan struct{})
+	go func() {
+		defer close(fetched)
+		_, err := io.CopyBuffer(pw, src, make([]byte, 256<<10))
+		pw.CloseWithError(err)
+	}()
+	// stop ends the fetching goroutine early; closing the body unblocks a read from a
+	// registry that has stalled.
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			pr.CloseWithError(errdefs.ErrAborted)
+			rc.Close()
+			<-fetched
+		}
+	}
+	defer stop()
 	// verifyBlob reads what is left of the blob and checks it; it decides whether a
 	// failure was the transfer's (DataLoss, or the registry's error) or the layer's.
-	verifyBlob := func() error {
-		if _, err := io.Copy(io.Discard, src); err != nil && src.writeErr != nil {
+	verifyBlob := func(rest io.Reader) error {
+		_, _ = io.Copy(io.Discard, rest)
+		<-fetched
+		if src.writeErr != nil {
 			return fmt.Errorf("write blob %s: %w", d, src.writeErr)
 		}
 		if src.srcErr != nil {
@@ -313,25 +339,23 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 		}
 		return nil
 	}
-	// fail returns the error of a failed unpack: cancellation and transfer errors as
-	// they are; otherwise the rest of the blob is read to tell a corrupted download
-	// (DataLoss) from a hostile or malformed layer (the unpack error).
+	// fail returns the error of a failed unpack: cancellation as it is; otherwise the
+	// rest of the blob is read to tell a corrupted or cut download (DataLoss, or the
+	// registry's error) from a hostile or malformed layer (the unpack error).
 	fail := func(uerr error) error {
 		if ctx.Err() != nil {
+			stop()
 			return ctx.Err()
 		}
-		if src.srcErr != nil || src.writeErr != nil {
-			return verifyBlob()
-		}
-		if verr := verifyBlob(); verr != nil {
+		if verr := verifyBlob(pr); verr != nil {
 			return verr
 		}
 		return uerr
 	}
 
-	// The decompressor reads through a large buffer so the ingest file is written in
-	// large chunks (a gzip reader alone would pull 4 KiB at a time).
-	buffered := bufio.NewReaderSize(src, 256<<10)
+	// The decompressor reads through a large buffer (a gzip reader alone would pull
+	// 4 KiB at a time).
+	buffered := bufio.NewReaderSize(pr, 256<<10)
 	plain, closeZ, err := layerReader(comp, buffered)
 	if err != nil {
 		return false, fail(fmt.Errorf("layer %s: %w", d, err))
@@ -353,10 +377,7 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return false, fail(fmt.Errorf("layer %s: %w: %w", d, err, errdefs.ErrInvalidArgument))
 	}
-	if _, err := io.Copy(io.Discard, buffered); err != nil {
-		return false, fail(fmt.Errorf("read layer blob %s: %w", d, err))
-	}
-	if err := verifyBlob(); err != nil {
+	if err := verifyBlob(buffered); err != nil {
 		return false, err
 	}
 	if got := diffHash.Digest(); got != diffID {
