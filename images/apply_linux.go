@@ -46,9 +46,12 @@ type applier struct {
 	asRoot   bool
 	limit    int64 // max file data bytes, 0 for no limit
 	written  int64
-	dirs     []dirTime
-	buf      []byte
-	log      zerolog.Logger
+	// writeback starts writeback of file data every writebackChunk bytes, for
+	// layers that are synced before they are published (see fetchUnpackLayer).
+	writeback bool
+	dirs      []dirTime
+	buf       []byte
+	log       zerolog.Logger
 }
 
 type dirTime struct {
@@ -458,7 +461,7 @@ var zeros = make([]byte, 128<<10)
 // writeData copies file data, seeking over all-zero blocks so sparse files stay sparse
 // and a small layer cannot fill the disk with zeros.
 func (a *applier) writeData(fd int, r io.Reader) error {
-	var off int64
+	var off, unkicked int64
 	for {
 		n, err := io.ReadFull(r, a.buf)
 		if n > 0 {
@@ -474,6 +477,13 @@ func (a *applier) writeData(fd int, r io.Reader) error {
 						return werr
 					}
 					chunk, off = chunk[w:], off+int64(w)
+					unkicked += int64(w)
+				}
+				if a.writeback && unkicked >= writebackChunk {
+					// Without waiting: the sync before the layer is published then
+					// has little left to write.
+					_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+					unkicked = 0
 				}
 			} else {
 				off += int64(n)

@@ -105,6 +105,7 @@ func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID
 	if err != nil {
 		return err
 	}
+	a.writeback = true
 	err = a.applyTar(ctx, tar.NewReader(tee))
 	a.close()
 	if err != nil {
@@ -128,6 +129,10 @@ func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID
 	}
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return fmt.Errorf("chmod staging dir: %w", err)
+	}
+	// A layer under its name must be whole after a crash (see fetchUnpackLayer).
+	if err := syncFS(staging); err != nil {
+		return fmt.Errorf("sync layer %s: %w", diffID, err)
 	}
 	if err := os.Rename(staging, final); err != nil {
 		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
@@ -158,6 +163,16 @@ func layerReader(comp string, r io.Reader) (io.Reader, func(), error) {
 		return zr, zr.Close, nil
 	}
 	return r, func() {}, nil
+}
+
+// syncFS writes out and flushes everything dirty on the filesystem of dir (syncfs(2)).
+func syncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
 }
 
 // layerSize returns the recorded file-data size of an unpacked layer, 0 if unknown.
@@ -400,6 +415,7 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	if err != nil {
 		return false, err
 	}
+	a.writeback = true
 	err = a.applyTar(ctx, tar.NewReader(tee))
 	a.close()
 	if err != nil {
@@ -422,12 +438,20 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return false, fmt.Errorf("chmod staging dir: %w", err)
 	}
-	// fsync before the rename, as ingest does: a blob under its name must be whole
-	// after a crash (hasBlob trusts name and size). sync_file_range above flushes
-	// neither metadata nor the disk's cache, so it cannot replace this; it only
-	// leaves this fsync little to write.
-	if err = f.Sync(); err != nil {
-		return false, fmt.Errorf("write blob %s: %w", d, err)
+	// Crash safety: a blob or a layer under its name must be whole and verified
+	// after a crash (hasBlob trusts a blob's name and size; a layer dir is used as
+	// it is). So nothing is renamed into place before its content is on disk: one
+	// syncfs writes out the ingest file and every file, directory and xattr of the
+	// staging dir (all under ROOT/tmp, on the filesystem of blobs/ and layers/, or
+	// the renames below could not work). An fsync per layer file would cost a call
+	// per file and syncs nothing more. The renames themselves are made durable by
+	// fsyncing the two parent dirs. A crash before that loses a rename, never the
+	// content behind one, and the next pull redoes it; tmp/ leftovers are removed
+	// under the locks. The sync_file_range calls while writing (sync_file_range
+	// flushes neither metadata nor the disk's cache, so it cannot replace this)
+	// only leave syncfs little to write.
+	if err = syncFS(staging); err != nil {
+		return false, fmt.Errorf("sync layer %s: %w", diffID, err)
 	}
 	if err = f.Chmod(0o644); err != nil {
 		return false, fmt.Errorf("write blob %s: %w", d, err)
