@@ -308,7 +308,8 @@ func (s *Store) pullLayer(ctx context.Context, rc *regclient.RegClient, r ref.Re
 	if dirErr != nil && !s.hasBlob(l.Digest, l.Size) {
 		// Neither is here: unpack while downloading (see fetchUnpackLayer), so the
 		// blob is not read back from disk and hashed again.
-		existed, err := s.fetchUnpackLayer(ctx, l, diffID, s.blobOpener(ctx, rc, r, l), download)
+		open := func(ctx context.Context) (io.ReadCloser, error) { return s.blobOpener(ctx, rc, r, l)() }
+		existed, err := s.fetchUnpackLayer(ctx, l, diffID, open, download)
 		if err != nil {
 			return fmt.Errorf("fetch layer: %w", err)
 		}

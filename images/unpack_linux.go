@@ -186,7 +186,7 @@ func (s *Store) layerSize(diffID digest.Digest) int64 {
 }
 
 // teeFetch reads a blob from the registry and, on the way, writes every byte to the
-// blob's ingest file and its hash. It keeps the first error of either side apart, so a
+// blob's ingest file (and, for a reader that does not verify, a hash). It keeps the first error of either side apart, so a
 // dropped connection is reported as such and not as the tar error it causes downstream.
 type teeFetch struct {
 	r        io.Reader
@@ -214,8 +214,8 @@ func (t *teeFetch) Read(p []byte) (int, error) {
 		t.n += int64(n)
 		if t.syncFd >= 0 && t.n-t.synced >= writebackChunk {
 			// Start writeback of what was just written, without waiting for it: the
-			// fsync before the blob is renamed then finds most of it on disk already
-			// instead of flushing the whole blob while the pull waits.
+			// sync before the blob is renamed then finds most of it on disk already
+			// instead of writing the whole blob while the pull waits.
 			_ = unix.SyncFileRange(t.syncFd, t.synced, t.n-t.synced, unix.SYNC_FILE_RANGE_WRITE)
 			t.synced = t.n
 		}
@@ -232,9 +232,9 @@ func (t *teeFetch) Read(p []byte) (int, error) {
 }
 
 // fetchUnpackLayer downloads the blob of desc and unpacks it in the same pass: each
-// byte read from the registry goes to the ingest file and the blob hash and on into the
-// decompressor, the diff_id hash and the applier, so the blob is neither read back nor
-// hashed a second time. Both stay in ROOT/tmp until the blob digest and size and the
+// byte read from the registry (hashed by regclient's reader) goes to the ingest file and
+// on into the decompressor, the diff_id hash and the applier, so the blob is neither
+// read back nor hashed a second time. Both stay in ROOT/tmp until the blob digest and size and the
 // diff_id all match; only then are the blob and the layer dir renamed into place. On any
 // failure (wrong digest or size, hostile or malformed tar, dropped connection,
 // cancellation) the ingest file and the staging dir are removed: nothing partial is ever
@@ -244,7 +244,7 @@ func (t *teeFetch) Read(p []byte) (int, error) {
 // round anywhere, so two pulls cannot deadlock). When another pull finished the blob or
 // the layer while we waited, it falls back to ingest and unpackLayer, which skip what
 // is there. It reports whether both were already present.
-func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID digest.Digest, open func() (io.ReadCloser, error), progress func(int64)) (existed bool, err error) {
+func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID digest.Digest, open func(context.Context) (io.ReadCloser, error), progress func(int64)) (existed bool, err error) {
 	d, size := desc.Digest, desc.Size
 	if err := d.Validate(); err != nil || d.Algorithm() != digest.SHA256 {
 		return false, fmt.Errorf("blob digest %q: %w", d, errdefs.ErrInvalidArgument)
@@ -270,7 +270,7 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	if blob := s.hasBlob(d, size); blob || layerErr == nil {
 		unlockLayer()
 		unlockBlob()
-		existed, err := s.ingest(d, size, open, progress)
+		existed, err := s.ingest(d, size, func() (io.ReadCloser, error) { return open(ctx) }, progress)
 		if err != nil {
 			return false, err
 		}
@@ -295,7 +295,11 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 			os.RemoveAll(o)
 		}
 	}
-	rc, err := open()
+	// The request has a context of its own, so that an early return can end the
+	// fetching goroutine's read (closing the body under it would race with it).
+	fetchCtx, cancelFetch := context.WithCancel(ctx)
+	defer cancelFetch()
+	rc, err := open(fetchCtx)
 	if err != nil {
 		return false, err
 	}
@@ -342,8 +346,8 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	// Read one byte past the declared size so an oversized blob is caught.
 	src := &teeFetch{r: io.LimitReader(rc, size+1), w: w, progress: progress, syncFd: int(f.Fd())}
 	// Two stages, so that one layer can use two cores (the last layers of a pull run
-	// alone): a goroutine reads the registry, writes the ingest file and hashes the
-	// blob; this one decompresses, hashes the diff_id and writes the files. The pipe
+	// alone): a goroutine reads (and regclient hashes) the blob and writes the ingest
+	// file; this one decompresses, hashes the diff_id and writes the files. The pipe
 	// hands each chunk over; the goroutine's own fields (src) are read only after it
 	// has ended.
 	pr, pw := io.Pipe()
@@ -353,14 +357,15 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 		_, err := io.CopyBuffer(pw, src, make([]byte, 256<<10))
 		pw.CloseWithError(err)
 	}()
-	// stop ends the fetching goroutine early; closing the body unblocks a read from a
-	// registry that has stalled.
+	// stop ends the fetching goroutine early and waits for it, so nothing writes to
+	// the ingest file once it is removed; cancelling the request unblocks a read from
+	// a registry that has stalled.
 	stopped := false
 	stop := func() {
 		if !stopped {
 			stopped = true
 			pr.CloseWithError(errdefs.ErrAborted)
-			rc.Close()
+			cancelFetch()
 			<-fetched
 		}
 	}
