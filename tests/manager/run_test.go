@@ -2,12 +2,15 @@ package manager_test
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 var idRe = regexp.MustCompile(`^[0-9a-f]{32}\n$`)
@@ -195,17 +198,52 @@ func TestCrunSmoke(t *testing.T) {
 	e.ok("rm", "c1", "c2")
 }
 
-// Each container dir is a complete OCI bundle: Debian's runc runs it as it is.
+// Each container dir is a complete OCI bundle: Debian's runc runs it as it is. With
+// the host's network: a stopped container's own namespace is released with it, so
+// its bundle names a path that is gone; and only once its monitor has finished
+// releasing it (cgroups, runtime state), which the test waits for, not to race it.
 func TestBundleRunsWithRunc(t *testing.T) {
 	if _, err := os.Stat("/usr/sbin/runc"); err != nil {
 		t.Skip("runc not installed")
 	}
 	e := newEnv(t, "cubo-runc")
-	id := strings.TrimSpace(e.ok("run", "--name", "b", "-e", "WHO=bundle", "busybox", "sh", "-c", "echo $WHO $(hostname)"))
-	e.waitExit("b")
+	id := strings.TrimSpace(e.ok("run", "--name", "b", "--network", "host", "-e", "WHO=bundle", "busybox", "sh", "-c", "echo $WHO $(hostname)"))
+	waitMonitorExit(t, e.waitExit("b").Monitor)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
 	state := t.TempDir()
 	out, err := exec.Command("/usr/sbin/runc", "--root", state, "run", "--bundle", filepath.Join(e.root, "containers", id), "again-"+id[:8]).CombinedOutput()
-	if err != nil || string(out) != "bundle "+id[:12]+"\n" {
+	if err != nil || string(out) != "bundle "+host+"\n" {
 		t.Fatalf("runc run -b DIR: %v\n%s", err, out)
+	}
+}
+
+// waitMonitorExit blocks until the monitor process pid has exited (a pidfd polls
+// readable then); a pid that is gone or no longer a cubo monitor needs no wait.
+func waitMonitorExit(t *testing.T, pid int) {
+	t.Helper()
+	if pid <= 0 {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // ESRCH: gone already
+	}
+	defer unix.Close(fd)
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !strings.Contains(string(cmdline), "cubo") {
+		return // exited, and the pid was taken by another process
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 60_000)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			t.Fatalf("monitor %d still running after 60 s: %v", pid, err)
+		}
+		return
 	}
 }
