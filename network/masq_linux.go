@@ -4,8 +4,6 @@ import (
 	"crypto/sha512"
 	"fmt"
 	"net/netip"
-	"os/exec"
-	"strings"
 )
 
 // teardownMasq removes the bridge plugin's masquerade rules for container id at ip:
@@ -22,29 +20,10 @@ func teardownMasq(network, id string, ip netip.Addr) error {
 	chain := fmt.Sprintf("CNI-%x", sum)[:28]
 	comment := fmt.Sprintf("name: %q id: %q", network, id)
 	jump := []string{"POSTROUTING", "-s", ip.String() + "/32", "-m", "comment", "--comment", comment, "-j", chain}
-	if iptables(append([]string{"-C"}, jump...)...) == nil {
-		if err := iptables(append([]string{"-D"}, jump...)...); err != nil {
-			return err
-		}
+	if err := deleteRule("nat", jump...); err != nil {
+		return err
 	}
-	if iptables("-n", "-L", chain) == nil {
-		if err := iptables("-F", chain); err != nil {
-			return err
-		}
-		if err := iptables("-X", chain); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func iptables(args ...string) error {
-	// -w: wait for the xtables lock the plugins take too, instead of failing.
-	out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat"}, args...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return deleteChain("nat", chain)
 }
 
 // teardownForward removes the firewall plugin's CNI-FORWARD rules for ip,
@@ -58,13 +37,8 @@ func teardownForward(ip netip.Addr) error {
 		{"CNI-FORWARD", "-d", host, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 		{"CNI-FORWARD", "-s", host, "-j", "ACCEPT"},
 	} {
-		check := append([]string{"-w", "-t", "filter", "-C"}, rule...)
-		if exec.Command("iptables", check...).Run() != nil {
-			continue
-		}
-		del := append([]string{"-w", "-t", "filter", "-D"}, rule...)
-		if out, err := exec.Command("iptables", del...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables -D %s: %w: %s", strings.Join(rule, " "), err, strings.TrimSpace(string(out)))
+		if err := deleteRule("filter", rule...); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -158,9 +158,19 @@ func New(root string, opts ...Opt) (*Controller, error) {
 // lock takes the Controller's exclusive lock, which serializes every change to
 // attachments and networks across cubo processes.
 func (c *Controller) lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(c.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := lockFile(filepath.Join(c.root, "lock"))
 	if err != nil {
-		return nil, fmt.Errorf("open network lock: %w", err)
+		return nil, fmt.Errorf("lock network state: %w", err)
+	}
+	return unlock, nil
+}
+
+// lockFile takes an exclusive flock of path (created if missing) and returns its
+// release.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
@@ -170,7 +180,7 @@ func (c *Controller) lock() (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock network state: %w", err)
+		return nil, err
 	}
 	return func() { f.Close() }, nil
 }

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // A bridge network's iptables rules are cubo's own, one set per network (per bridge),
@@ -55,26 +53,26 @@ func jumps(bridge string) [][]string {
 	}
 }
 
+// chainRules are the rules in n's two chains, each as table, chain, rule spec.
+func chainRules(n Network) [][]string {
+	br, sub := n.Bridge, n.Subnet.Masked().String()
+	return [][]string{
+		{"nat", natChain(br), "-s", sub, "!", "-o", br, "!", "-d", "224.0.0.0/4", "-j", "MASQUERADE"},
+		{"filter", fwdChain(br), "-s", sub, "-i", br, "-j", "ACCEPT"},
+		{"filter", fwdChain(br), "-d", sub, "-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+	}
+}
+
 // rulesLock takes the machine-wide lock of cubo's network rules.
 func rulesLock() (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(rulesLockPath), 0o700); err != nil {
 		return nil, fmt.Errorf("network rules lock: %w", err)
 	}
-	f, err := os.OpenFile(rulesLockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := lockFile(rulesLockPath)
 	if err != nil {
 		return nil, fmt.Errorf("network rules lock: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("network rules lock: %w", err)
-	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }
 
 // ensureRules installs n's rules, idempotently: iptables-restore --noflush rewrites
@@ -86,19 +84,20 @@ func ensureRules(n Network) error {
 		return err
 	}
 	defer unlock()
-	br, sub := n.Bridge, n.Subnet.Masked().String()
-	in := fmt.Sprintf(`*nat
-:%[1]s - [0:0]
--A %[1]s -s %[3]s ! -o %[4]s ! -d 224.0.0.0/4 -j MASQUERADE
-COMMIT
-*filter
-:%[2]s - [0:0]
--A %[2]s -s %[3]s -i %[4]s -j ACCEPT
--A %[2]s -d %[3]s -o %[4]s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-COMMIT
-`, natChain(br), fwdChain(br), sub, br)
+	br := n.Bridge
+	// Declaring a chain (":CHAIN - [0:0]") creates or flushes it.
+	var in strings.Builder
+	for _, t := range []struct{ table, chain string }{{"nat", natChain(br)}, {"filter", fwdChain(br)}} {
+		fmt.Fprintf(&in, "*%s\n:%s - [0:0]\n", t.table, t.chain)
+		for _, r := range chainRules(n) {
+			if r[0] == t.table {
+				fmt.Fprintf(&in, "-A %s\n", strings.Join(r[1:], " "))
+			}
+		}
+		in.WriteString("COMMIT\n")
+	}
 	cmd := exec.Command("iptables-restore", "-w", "--noflush")
-	cmd.Stdin = strings.NewReader(in)
+	cmd.Stdin = strings.NewReader(in.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("network %q: install rules: iptables-restore: %w: %s", n.Name, err, strings.TrimSpace(string(out)))
 	}
@@ -143,19 +142,34 @@ func removeRulesLocked(bridge string) error {
 				break
 			}
 		}
-		chain := rule[len(rule)-1]
-		if iptablesT(table, "-n", "-L", chain) != nil {
-			continue
-		}
-		if err := iptablesT(table, "-F", chain); err != nil {
-			errs = append(errs, err)
-		} else if err := iptablesT(table, "-X", chain); err != nil {
+		if err := deleteChain(table, rule[len(rule)-1]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// deleteRule deletes rule (chain first) from table if it is there.
+func deleteRule(table string, rule ...string) error {
+	if iptablesT(table, append([]string{"-C"}, rule...)...) != nil {
+		return nil
+	}
+	return iptablesT(table, append([]string{"-D"}, rule...)...)
+}
+
+// deleteChain flushes and deletes chain in table if it exists.
+func deleteChain(table, chain string) error {
+	if iptablesT(table, "-n", "-L", chain) != nil {
+		return nil
+	}
+	if err := iptablesT(table, "-F", chain); err != nil {
+		return err
+	}
+	return iptablesT(table, "-X", chain)
+}
+
+// iptablesT runs iptables on table; -w waits for the xtables lock the CNI plugins
+// take too, instead of failing.
 func iptablesT(table string, args ...string) error {
 	out, err := exec.Command("iptables", append([]string{"-w", "-t", table}, args...)...).CombinedOutput()
 	if err != nil {
@@ -272,17 +286,7 @@ func (c *Controller) CheckRules(repair bool) ([]RulesFinding, error) {
 
 // rulesInstalled reports whether every rule of n is in place.
 func rulesInstalled(n Network) (bool, error) {
-	for _, j := range jumps(n.Bridge) {
-		if iptablesT(j[0], append([]string{"-C"}, j[1:]...)...) != nil {
-			return false, nil
-		}
-	}
-	sub := n.Subnet.Masked().String()
-	for _, r := range [][]string{
-		{"nat", natChain(n.Bridge), "-s", sub, "!", "-o", n.Bridge, "!", "-d", "224.0.0.0/4", "-j", "MASQUERADE"},
-		{"filter", fwdChain(n.Bridge), "-s", sub, "-i", n.Bridge, "-j", "ACCEPT"},
-		{"filter", fwdChain(n.Bridge), "-d", sub, "-o", n.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
-	} {
+	for _, r := range append(jumps(n.Bridge), chainRules(n)...) {
 		if iptablesT(r[0], append([]string{"-C"}, r[1:]...)...) != nil {
 			return false, nil
 		}
