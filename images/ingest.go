@@ -46,11 +46,7 @@ func (s *Store) ingest(d digest.Digest, size int64, open func() (io.ReadCloser, 
 	}
 	dir := filepath.Join(s.tmpDir(), "ingest")
 	// We hold the digest's lock, so any partial file of it belongs to a dead process.
-	if old, _ := filepath.Glob(filepath.Join(dir, d.Encoded()+".partial-*")); len(old) > 0 {
-		for _, o := range old {
-			os.Remove(o)
-		}
-	}
+	removeLeftovers(filepath.Join(dir, d.Encoded()+".partial-*"))
 	rc, err := open()
 	if err != nil {
 		return false, err
@@ -114,6 +110,15 @@ func (s *Store) ingest(d digest.Digest, size int64, open func() (io.ReadCloser, 
 	}
 	syncDir(filepath.Dir(s.blobPath(d)))
 	return false, nil
+}
+
+// removeLeftovers removes what matches the glob pattern: the partial files and
+// staging dirs of a dead process, found while holding their lock.
+func removeLeftovers(pattern string) {
+	old, _ := filepath.Glob(pattern)
+	for _, o := range old {
+		os.RemoveAll(o)
+	}
 }
 
 // ingestUnknown stores content whose digest is not known beforehand (import, load of a

@@ -63,26 +63,17 @@ func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID
 	if _, err := os.Stat(filepath.Join(final, "diff")); err == nil {
 		return nil
 	}
-	tmp := filepath.Join(s.tmpDir(), "unpack")
 	// Holding the layer's lock, any staging dir for it was left by a dead process.
-	if old, _ := filepath.Glob(filepath.Join(tmp, diffID.Encoded()+".staging-*")); len(old) > 0 {
-		for _, o := range old {
-			os.RemoveAll(o)
-		}
-	}
-	staging, err := os.MkdirTemp(tmp, diffID.Encoded()+".staging-")
+	removeLeftovers(filepath.Join(s.tmpDir(), "unpack", diffID.Encoded()+".staging-*"))
+	staging, diff, err := s.newStaging(diffID)
 	if err != nil {
-		return fmt.Errorf("create staging dir: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(staging)
 		}
 	}()
-	diff := filepath.Join(staging, "diff")
-	if err := os.Mkdir(diff, 0o755); err != nil {
-		return fmt.Errorf("create staging dir: %w", err)
-	}
 
 	f, err := os.Open(s.blobPath(desc.Digest))
 	if err != nil {
@@ -94,26 +85,9 @@ func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID
 	defer f.Close()
 	blobHash := digest.SHA256.Digester()
 	counted := &countingReader{r: io.TeeReader(f, blobHash.Hash()), progress: progress}
-	plain, closeZ, err := layerReader(comp, counted)
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", desc.Digest, err)
-	}
-	defer closeZ()
-	diffHash := digest.SHA256.Digester()
-	tee := io.TeeReader(plain, diffHash.Hash())
-	a, err := newApplier(diff, true, s.maxUnpacked, s.log)
+	written, got, err := s.applyLayer(ctx, desc.Digest, comp, counted, diff)
 	if err != nil {
 		return err
-	}
-	a.writeback = true
-	err = a.applyTar(ctx, tar.NewReader(tee))
-	a.close()
-	if err != nil {
-		return fmt.Errorf("unpack layer %s: %w", desc.Digest, err)
-	}
-	// Both digests must cover every byte, including tar padding after the last entry.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return fmt.Errorf("layer %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	if _, err := io.Copy(io.Discard, counted); err != nil {
 		return fmt.Errorf("read layer blob %s: %w", desc.Digest, err)
@@ -121,22 +95,80 @@ func (s *Store) unpackLayer(ctx context.Context, desc ocispec.Descriptor, diffID
 	if counted.n != desc.Size || blobHash.Digest() != desc.Digest {
 		return fmt.Errorf("layer blob %s: stored content does not match: %w", desc.Digest, errdefs.ErrDataLoss)
 	}
-	if got := diffHash.Digest(); got != diffID {
+	if got != diffID {
 		return fmt.Errorf("layer %s: uncompressed digest %s, config says %s: %w", desc.Digest, got, diffID, errdefs.ErrDataLoss)
 	}
-	if err := os.WriteFile(filepath.Join(staging, "size"), []byte(strconv.FormatInt(a.written, 10)), 0o644); err != nil {
+	// A layer under its name must be whole after a crash (see fetchUnpackLayer).
+	if err := sealStaging(staging, written, diffID); err != nil {
+		return err
+	}
+	return publishStaging(staging, final, diffID)
+}
+
+// newStaging makes ROOT/tmp/unpack/<diffID>.staging-* and its diff dir, where a layer
+// is unpacked before it is published.
+func (s *Store) newStaging(diffID digest.Digest) (staging, diff string, err error) {
+	staging, err = os.MkdirTemp(filepath.Join(s.tmpDir(), "unpack"), diffID.Encoded()+".staging-")
+	if err != nil {
+		return "", "", fmt.Errorf("create staging dir: %w", err)
+	}
+	diff = filepath.Join(staging, "diff")
+	if err := os.Mkdir(diff, 0o755); err != nil {
+		os.RemoveAll(staging)
+		return "", "", fmt.Errorf("create staging dir: %w", err)
+	}
+	return staging, diff, nil
+}
+
+// applyLayer unpacks the layer blob read from r (compressed as comp) into diff and
+// returns the bytes of file data written and the digest of the uncompressed stream,
+// read to its end: the diff_id covers every byte, tar padding included.
+func (s *Store) applyLayer(ctx context.Context, d digest.Digest, comp string, r io.Reader, diff string) (int64, digest.Digest, error) {
+	plain, closeZ, err := layerReader(comp, r)
+	if err != nil {
+		return 0, "", fmt.Errorf("layer %s: %w", d, err)
+	}
+	defer closeZ()
+	diffHash := digest.SHA256.Digester()
+	tee := io.TeeReader(plain, diffHash.Hash())
+	a, err := newApplier(diff, true, s.maxUnpacked, s.log)
+	if err != nil {
+		return 0, "", err
+	}
+	a.writeback = true
+	err = a.applyTar(ctx, tar.NewReader(tee))
+	a.close()
+	if err != nil {
+		return 0, "", fmt.Errorf("unpack layer %s: %w", d, err)
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return 0, "", fmt.Errorf("layer %s: %w: %w", d, err, errdefs.ErrInvalidArgument)
+	}
+	return a.written, diffHash.Digest(), nil
+}
+
+// sealStaging records the layer's size, opens the staging dir to readers and writes
+// all of it to disk (see the crash-safety note in fetchUnpackLayer).
+func sealStaging(staging string, written int64, diffID digest.Digest) error {
+	if err := os.WriteFile(filepath.Join(staging, "size"), []byte(strconv.FormatInt(written, 10)), 0o644); err != nil {
 		return fmt.Errorf("record layer size: %w", err)
 	}
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return fmt.Errorf("chmod staging dir: %w", err)
 	}
-	// A layer under its name must be whole after a crash (see fetchUnpackLayer).
 	if err := syncFS(staging); err != nil {
 		return fmt.Errorf("sync layer %s: %w", diffID, err)
 	}
+	return nil
+}
+
+// publishStaging renames a sealed staging dir to final and makes the rename durable.
+// A layer another pull published meanwhile is kept and ours dropped; on any failure
+// the staging dir is removed.
+func publishStaging(staging, final string, diffID digest.Digest) error {
 	if err := os.Rename(staging, final); err != nil {
+		os.RemoveAll(staging)
 		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
-			os.RemoveAll(staging)
 			return nil
 		}
 		return fmt.Errorf("publish layer %s: %w", diffID, err)
@@ -287,14 +319,10 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	defer unlockBlob()
 	defer unlockLayer()
 
-	ingestDir, unpackDir := filepath.Join(s.tmpDir(), "ingest"), filepath.Join(s.tmpDir(), "unpack")
+	ingestDir := filepath.Join(s.tmpDir(), "ingest")
 	// Holding both locks, leftovers for this blob or layer belong to a dead process.
-	for _, pat := range []string{filepath.Join(ingestDir, d.Encoded()+".partial-*"), filepath.Join(unpackDir, diffID.Encoded()+".staging-*")} {
-		old, _ := filepath.Glob(pat)
-		for _, o := range old {
-			os.RemoveAll(o)
-		}
-	}
+	removeLeftovers(filepath.Join(ingestDir, d.Encoded()+".partial-*"))
+	removeLeftovers(filepath.Join(s.tmpDir(), "unpack", diffID.Encoded()+".staging-*"))
 	// The request has a context of its own, so that an early return can end the
 	// fetching goroutine's read (closing the body under it would race with it).
 	fetchCtx, cancelFetch := context.WithCancel(ctx)
@@ -315,19 +343,15 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 			os.Remove(tmp)
 		}
 	}()
-	staging, err := os.MkdirTemp(unpackDir, diffID.Encoded()+".staging-")
+	staging, diff, err := s.newStaging(diffID)
 	if err != nil {
-		return false, fmt.Errorf("create staging dir: %w", err)
+		return false, err
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(staging)
 		}
 	}()
-	diff := filepath.Join(staging, "diff")
-	if err := os.Mkdir(diff, 0o755); err != nil {
-		return false, fmt.Errorf("create staging dir: %w", err)
-	}
 
 	// A registry blob comes through regclient's blob.BReader, which hashes what it
 	// returns and, at the end of the body, fails the read (errs.ErrDigestMismatch,
@@ -409,39 +433,17 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	// The decompressor reads through a large buffer (a gzip reader alone would pull
 	// 4 KiB at a time).
 	buffered := bufio.NewReaderSize(pr, 256<<10)
-	plain, closeZ, err := layerReader(comp, buffered)
+	written, got, err := s.applyLayer(ctx, d, comp, buffered, diff)
 	if err != nil {
-		return false, fail(fmt.Errorf("layer %s: %w", d, err))
+		return false, fail(err)
 	}
-	defer closeZ()
-	diffHash := digest.SHA256.Digester()
-	tee := io.TeeReader(plain, diffHash.Hash())
-	a, err := newApplier(diff, true, s.maxUnpacked, s.log)
-	if err != nil {
-		return false, err
-	}
-	a.writeback = true
-	err = a.applyTar(ctx, tar.NewReader(tee))
-	a.close()
-	if err != nil {
-		return false, fail(fmt.Errorf("unpack layer %s: %w", d, err))
-	}
-	// Both digests must cover every byte, including tar padding after the last entry
-	// and anything after the compressed stream.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return false, fail(fmt.Errorf("layer %s: %w: %w", d, err, errdefs.ErrInvalidArgument))
-	}
+	// The blob digest must cover every byte too, anything after the compressed
+	// stream included.
 	if err := verifyBlob(buffered); err != nil {
 		return false, err
 	}
-	if got := diffHash.Digest(); got != diffID {
+	if got != diffID {
 		return false, fmt.Errorf("layer %s: uncompressed digest %s, config says %s: %w", d, got, diffID, errdefs.ErrDataLoss)
-	}
-	if err := os.WriteFile(filepath.Join(staging, "size"), []byte(strconv.FormatInt(a.written, 10)), 0o644); err != nil {
-		return false, fmt.Errorf("record layer size: %w", err)
-	}
-	if err := os.Chmod(staging, 0o755); err != nil {
-		return false, fmt.Errorf("chmod staging dir: %w", err)
 	}
 	// Crash safety: a blob or a layer under its name must be whole and verified
 	// after a crash (hasBlob trusts a blob's name and size; a layer dir is used as
@@ -455,8 +457,8 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	// under the locks. The sync_file_range calls while writing (sync_file_range
 	// flushes neither metadata nor the disk's cache, so it cannot replace this)
 	// only leave syncfs little to write.
-	if err = syncFS(staging); err != nil {
-		return false, fmt.Errorf("sync layer %s: %w", diffID, err)
+	if err = sealStaging(staging, written, diffID); err != nil {
+		return false, err
 	}
 	if err = f.Chmod(0o644); err != nil {
 		return false, fmt.Errorf("write blob %s: %w", d, err)
@@ -470,13 +472,5 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 	syncDir(filepath.Dir(s.blobPath(d)))
 	// From here the blob is stored: a failure to publish the layer leaves it (verified)
 	// for the next pull, which unpacks it from the store.
-	if err := os.Rename(staging, final); err != nil {
-		os.RemoveAll(staging)
-		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
-			return false, nil
-		}
-		return false, fmt.Errorf("publish layer %s: %w", diffID, err)
-	}
-	syncDir(filepath.Dir(final))
-	return false, nil
+	return false, publishStaging(staging, final, diffID)
 }
