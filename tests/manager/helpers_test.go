@@ -78,17 +78,7 @@ func (e *env) cmd(args ...string) *exec.Cmd {
 // run runs cubo and returns stdout, stderr and the exit code.
 func (e *env) run(args ...string) (string, string, int) {
 	e.t.Helper()
-	cmd := e.cmd(args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("cubo %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return hostenv.Output(e.t, e.cmd(args...))
 }
 
 // ok runs cubo, fails the test unless it exits 0, and returns stdout.

@@ -201,17 +201,23 @@ func (e *Env) Cmd(args ...string) *exec.Cmd {
 // Run runs cubo and returns its stdout, stderr and exit code.
 func (e *Env) Run(args ...string) (string, string, int) {
 	e.T.Helper()
-	cmd := e.Cmd(args...)
+	e.scan()
+	defer e.scan()
+	return Output(e.T, e.Cmd(args...))
+}
+
+// Output runs cmd and returns its stdout, stderr and exit code; the test fails if
+// it cannot be run at all.
+func Output(t testing.TB, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	e.scan()
 	err := cmd.Run()
-	e.scan()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		e.T.Fatalf("cubo %v: %v", args, err)
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
 	return out.String(), errb.String(), code
 }
