@@ -52,17 +52,16 @@ func (s *Store) ingest(d digest.Digest, size int64, open func() (io.ReadCloser, 
 		return false, err
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(dir, d.Encoded()+".partial-")
+	f, discard, err := createPartial(dir, d)
 	if err != nil {
-		return false, fmt.Errorf("create ingest file: %w", err)
+		return false, err
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			discard()
 		}
 	}()
+	tmp := f.Name()
 	h := digest.SHA256.Digester()
 	var n int64
 	// Read one byte past the declared size so an oversized blob is caught.
@@ -110,6 +109,16 @@ func (s *Store) ingest(d digest.Digest, size int64, open func() (io.ReadCloser, 
 	}
 	syncDir(filepath.Dir(s.blobPath(d)))
 	return false, nil
+}
+
+// createPartial creates the ingest file of blob d in dir; discard closes and removes
+// it, for a download that failed.
+func createPartial(dir string, d digest.Digest) (f *os.File, discard func(), err error) {
+	f, err = os.CreateTemp(dir, d.Encoded()+".partial-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("create ingest file: %w", err)
+	}
+	return f, func() { f.Close(); os.Remove(f.Name()) }, nil
 }
 
 // removeLeftovers removes what matches the glob pattern: the partial files and

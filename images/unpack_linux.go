@@ -332,17 +332,16 @@ func (s *Store) fetchUnpackLayer(ctx context.Context, desc ocispec.Descriptor, d
 		return false, err
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(ingestDir, d.Encoded()+".partial-")
+	f, discard, err := createPartial(ingestDir, d)
 	if err != nil {
-		return false, fmt.Errorf("create ingest file: %w", err)
+		return false, err
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			discard()
 		}
 	}()
+	tmp := f.Name()
 	staging, diff, err := s.newStaging(diffID)
 	if err != nil {
 		return false, err

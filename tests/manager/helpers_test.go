@@ -174,19 +174,6 @@ func (e *env) waitLog(ref, want string) {
 	}
 }
 
-// eventually polls cond until it holds, with a generous deadline: used only to wait
-// for a detached process's real outcome that no cubo command waits for.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // cleanup removes every container and checks that nothing is left behind: no container
 // dirs, names, mounts, runtime state or cgroups.
 func (e *env) cleanup() {

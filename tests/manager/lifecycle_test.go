@@ -89,7 +89,7 @@ func TestAutoRemove(t *testing.T) {
 		}
 		e.assertClean(nil)
 		id := strings.TrimSpace(e.ok("run", "--rm", "busybox", "true"))
-		eventually(t, "the detached --rm container to disappear", func() bool {
+		hostenv.Eventually(t, "the detached --rm container to disappear", func() bool {
 			// Removal renames the dir to a .rm- tombstone first, then deletes it.
 			for _, d := range []string{id, ".rm-" + id} {
 				if _, err := os.Stat(filepath.Join(e.root, "containers", d)); !os.IsNotExist(err) {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 // attachment is the "network" object of cubo inspect.
@@ -59,7 +61,7 @@ func get(t *testing.T, url string) string {
 	client := &http.Client{Timeout: 2 * time.Second}
 	var body string
 	var last error
-	eventually(t, "GET "+url, func() bool {
+	hostenv.Eventually(t, "GET "+url, func() bool {
 		resp, err := client.Get(url)
 		if err != nil {
 			last = err
@@ -197,7 +199,7 @@ func TestUserNetwork(t *testing.T) {
 	e.ok("run", "-d", "--name", "a", "--network", "n1", "-v", www+":/www", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
 	e.ok("run", "-d", "--name", "b", "--network", "n1", "busybox", "sleep", "300")
 	var out string
-	eventually(t, "b fetching http://a/", func() bool {
+	hostenv.Eventually(t, "b fetching http://a/", func() bool {
 		var code int
 		out, _, code = e.run("exec", "b", "wget", "-q", "-T", "2", "-O-", "http://a/")
 		return code == 0
@@ -290,7 +292,7 @@ func TestNetworkCrashRecovery(t *testing.T) {
 		}
 		_ = p.Kill()
 	}
-	eventually(t, "the container's init to die", func() bool {
+	hostenv.Eventually(t, "the container's init to die", func() bool {
 		_, err := os.Stat(fmt.Sprintf("/proc/%d/stat", c.Pid))
 		if err != nil {
 			return true
