@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cubo-dev/cubo/images"
+	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
 var binDir string
@@ -102,16 +103,7 @@ func (e *env) run(args ...string) (string, string, int) {
 	e.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "cubo"), append([]string{"--root-dir", e.root, "--runtime", filepath.Join(binDir, "cubo-runc")}, args...)...)
 	cmd.Env = append(os.Environ(), "CUBO_LOG=warn")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("cubo %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return hostenv.Output(e.t, cmd)
 }
 
 func (e *env) ok(args ...string) string {
