@@ -79,7 +79,7 @@ func (c *Container) releaseFifo() error {
 	// into the error if it ever happens with the init gone.
 	var b [1]byte
 	for {
-		revents, err := pollFifoEvents(fd, pfd)
+		revents, err := pollFifo(fd, pfd)
 		if err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func (c *Container) releaseFifo() error {
 	os.Remove(path)
 	// Wait for the init's execve (or death) to close its end.
 	for {
-		if err := pollFifo(fd, pfd); err != nil {
+		if _, err := pollFifo(fd, pfd); err != nil {
 			return err
 		}
 		n, err := unix.Read(fd, b[:])
@@ -116,15 +116,9 @@ func (c *Container) releaseFifo() error {
 }
 
 // pollFifo waits until the exec fifo fd is readable or hung up, or the
-// process behind pidfd pfd has exited.
-func pollFifo(fd, pfd int) error {
-	_, err := pollFifoEvents(fd, pfd)
-	return err
-}
-
-// pollFifoEvents is pollFifo that also returns what poll reported for the
-// fifo and the pidfd.
-func pollFifoEvents(fd, pfd int) ([2]int16, error) {
+// process behind pidfd pfd has exited, and returns what poll reported for
+// each.
+func pollFifo(fd, pfd int) ([2]int16, error) {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(pfd), Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds, -1)

@@ -90,8 +90,6 @@ type initState struct {
 	cfg *proto.InitConfig
 	// hostMounts is the mount table as setupRootfs found it.
 	hostMounts []mountEntry
-	// ownCgroups is ownCgroups() as the cgroup mount found it.
-	ownCgroups map[string]string
 	sock       *os.File
 	fifoFd     int
 	consoleFd  int

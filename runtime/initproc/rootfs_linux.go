@@ -428,7 +428,6 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 	if err != nil {
 		return err
 	}
-	in.ownCgroups = own
 	v2Only := true
 	for _, e := range entries {
 		if e.fstype == "cgroup" {
@@ -468,7 +467,7 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 			continue
 		}
 		name := filepath.Base(e.mountpoint)
-		if err := in.mountHierarchy(tfd, e, name, flags); err != nil {
+		if err := in.mountHierarchy(tfd, e, name, flags, own); err != nil {
 			return fmt.Errorf("mount cgroup %s on %s/%s: %w", name, dest, name, err)
 		}
 	}
@@ -481,8 +480,8 @@ func (in *initState) mountCgroupV1(root *os.File, m *specs.Mount, dest string, o
 }
 
 // mountHierarchy mounts v1 hierarchy e (or the hybrid cgroup2) at name in
-// the tmpfs whose root is tfd.
-func (in *initState) mountHierarchy(tfd int, e mountEntry, name string, flags uintptr) error {
+// the tmpfs whose root is tfd; own is ownCgroups().
+func (in *initState) mountHierarchy(tfd int, e mountEntry, name string, flags uintptr, own map[string]string) error {
 	if err := unix.Mkdirat(tfd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
@@ -502,7 +501,7 @@ func (in *initState) mountHierarchy(tfd int, e mountEntry, name string, flags ui
 	}
 	// Paths in /proc/self/cgroup are relative to the hierarchy root, the
 	// mount may show only a subtree of it.
-	rel := strings.TrimPrefix(in.ownCgroups[cgroupKey(e)], strings.TrimSuffix(e.root, "/"))
+	rel := strings.TrimPrefix(own[cgroupKey(e)], strings.TrimSuffix(e.root, "/"))
 	err = mount(filepath.Join(e.mountpoint, rel), spath, "", unix.MS_BIND|unix.MS_REC, "")
 	unix.Close(sub)
 	if err != nil || flags == 0 {
