@@ -34,13 +34,18 @@ func Unmarshal(data []byte, v any) error {
 	return unmarshalV1(data, v)
 }
 
-// unmarshalV1 decodes with encoding/json into a v reset to its zero value, so
-// that nothing of a failed attempt survives.
+// unmarshalV1 decodes with encoding/json into a v reset to its zero value.
 func unmarshalV1(data []byte, v any) error {
+	reset(v)
+	return json.Unmarshal(data, v)
+}
+
+// reset sets what v points to back to its zero value, so that nothing of a
+// failed v2 attempt survives into the encoding/json one.
+func reset(v any) {
 	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
 		rv.Elem().SetZero()
 	}
-	return json.Unmarshal(data, v)
 }
 
 // decodeFirst decodes the first JSON value in data into v, ignoring anything
@@ -51,9 +56,7 @@ func decodeFirst(data []byte, v any) (int64, error) {
 	if err := jsonv2.UnmarshalDecode(dec, v, v1Semantics); err == nil {
 		return dec.InputOffset(), nil
 	}
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
-		rv.Elem().SetZero()
-	}
+	reset(v)
 	d := json.NewDecoder(bytes.NewReader(data))
 	if err := d.Decode(v); err != nil {
 		return 0, err
