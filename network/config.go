@@ -256,15 +256,17 @@ func (c *Controller) ensureDefault() error {
 		return nil
 	}
 	n := Network{Name: DefaultNetwork, Bridge: c.defaultBridge, Subnet: c.defaultSubnet, Gateway: c.defaultSubnet.Addr().Next()}
-	return c.writeNetwork(n)
+	_, err = c.writeNetwork(n)
+	return err
 }
 
-func (c *Controller) writeNetwork(n Network) error {
+// writeNetwork writes n's conflist and returns what it wrote.
+func (c *Controller) writeNetwork(n Network) ([]byte, error) {
 	b, err := confBytes(n, filepath.Join(c.root, "ipam"))
 	if err != nil {
-		return fmt.Errorf("encode network %q: %w", n.Name, err)
+		return nil, fmt.Errorf("encode network %q: %w", n.Name, err)
 	}
-	return writeFileAtomic(c.confPath(n.Name), b)
+	return b, writeFileAtomic(c.confPath(n.Name), b)
 }
 
 // NetworkOptions are CreateNetwork's settings; the zero value picks them all.
@@ -339,7 +341,7 @@ func (c *Controller) CreateNetwork(name string, o NetworkOptions) (Network, erro
 		return Network{}, fmt.Errorf("bridge name %q: longer than 15 characters: %w", n.Bridge, errdefs.ErrInvalidArgument)
 	}
 	n.Path = c.confPath(name)
-	if err := c.writeNetwork(n); err != nil {
+	if _, err := c.writeNetwork(n); err != nil {
 		return Network{}, err
 	}
 	return n, nil

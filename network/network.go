@@ -359,14 +359,11 @@ func (c *Controller) checkPortsLocked(ports []PortMapping) error {
 
 var loopbackConf = []byte(`{"cniVersion":"` + CNIVersion + `","name":"cubo-loopback","type":"loopback"}`)
 
-// attachList loads n's conflist for one attachment. Without published ports the
-// portmap plugin has nothing to do but still costs an exec at ADD and one at DEL
-// (libcni's cache keeps the list ADD used, so DEL skips it too): it is left out.
-func attachList(n Network, ports bool) (*libcni.NetworkConfigList, error) {
-	b, err := os.ReadFile(n.Path)
-	if err != nil {
-		return nil, fmt.Errorf("load network %q: %w", n.Name, err)
-	}
+// attachList makes the list of one attachment from network name's conflist b.
+// Without published ports the portmap plugin has nothing to do but still costs an
+// exec at ADD and one at DEL (libcni's cache keeps the list ADD used, so DEL skips it
+// too): it is left out.
+func attachList(name string, b []byte, ports bool) (*libcni.NetworkConfigList, error) {
 	if !ports {
 		var l map[string]json.RawMessage
 		var plugins []json.RawMessage
@@ -389,22 +386,23 @@ func attachList(n Network, ports bool) (*libcni.NetworkConfigList, error) {
 	}
 	list, err := libcni.ConfListFromBytes(b)
 	if err != nil {
-		return nil, fmt.Errorf("load network %q: %w", n.Name, err)
+		return nil, fmt.Errorf("load network %q: %w", name, err)
 	}
 	return list, nil
 }
 
-// upgradeConfLocked rewrites n's conflist when it is one cubo wrote before networks had
-// rules of their own (bridge ipMasq, firewall plugin), so that new attachments get no
-// per-container rules. Containers attached with the old list keep it for their DEL
-// (libcni caches the list each ADD used).
-func (c *Controller) upgradeConfLocked(n Network) error {
+// upgradeConfLocked reads n's conflist for an attachment and returns it, rewritten
+// first when it is one cubo wrote before networks had rules of their own (bridge
+// ipMasq, firewall plugin), so that new attachments get no per-container rules.
+// Containers attached with the old list keep it for their DEL (libcni caches the list
+// each ADD used).
+func (c *Controller) upgradeConfLocked(n Network) ([]byte, error) {
 	b, err := os.ReadFile(n.Path)
 	if err != nil {
-		return fmt.Errorf("load network %q: %w", n.Name, err)
+		return nil, fmt.Errorf("load network %q: %w", n.Name, err)
 	}
 	if !perContainerRules(b) {
-		return nil
+		return b, nil
 	}
 	c.log.Info().Str("network", n.Name).Msg("rewrite conflist without per-container masquerade and firewall")
 	return c.writeNetwork(n)
@@ -425,13 +423,14 @@ func (c *Controller) attachLocked(ctx context.Context, a *Attachment, n Network)
 	if a.Mode.Kind != ModeBridge {
 		return nil
 	}
-	if err := c.upgradeConfLocked(n); err != nil {
+	conf, err := c.upgradeConfLocked(n)
+	if err != nil {
 		return err
 	}
 	// Asked before ADD, which creates a missing bridge: a bridge that was gone may
 	// have taken the network's rules with it.
 	fresh := c.rulesFresh(n)
-	list, err := attachList(n, len(a.Ports) > 0)
+	list, err := attachList(n.Name, conf, len(a.Ports) > 0)
 	if err != nil {
 		return err
 	}

@@ -192,7 +192,7 @@ func TestAttachListPortmap(t *testing.T) {
 		t.Fatal(err)
 	}
 	types := func(ports bool) []string {
-		l, err := attachList(n, ports)
+		l, err := attachList(n.Name, b, ports)
 		if err != nil {
 			t.Fatal(err)
 		}
