@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -23,8 +22,6 @@ import (
 	"github.com/cubo-dev/cubo/tests/internal/hostenv"
 )
 
-var binDir string
-
 // sharedImages holds the rootfs tarballs: $CUBO_TEST_IMAGES or /work/shared/images.
 func busyboxTar() string {
 	d := os.Getenv("CUBO_TEST_IMAGES")
@@ -34,32 +31,15 @@ func busyboxTar() string {
 	return filepath.Join(d, "busybox-1.38.0-musl-amd64-rootfs.tar.gz")
 }
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("skip: tests/build needs root (overlay mounts, containers)")
-		os.Exit(0)
-	}
-	// make test passes the binaries it built; otherwise build them here.
-	if d := os.Getenv("CUBO_BIN"); d != "" {
-		binDir = d
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "cubo-build-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
-	for _, b := range []string{"cubo", "cubo-runc"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b).CombinedOutput(); err != nil {
-			fmt.Printf("go build %s: %v\n%s", b, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+// The containers these tests run need no network, but cubo run's default is the bridge:
+// the package gets one of its own (not the real cubo0), removed with its rules at the
+// end by hostenv.Main.
+const (
+	testBridge = "cubobd0"
+	testSubnet = "10.69.0.0/24"
+)
+
+func TestMain(m *testing.M) { hostenv.Main(m, "build", testBridge) }
 
 // env is one root dir with busybox:latest imported and a build context dir.
 type env struct {
@@ -76,7 +56,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, root: t.TempDir(), ctx: t.TempDir()}
 	t.Cleanup(func() {
 		// Anything a failed test left running or mounted goes before the dirs do.
-		exec.Command(filepath.Join(binDir, "cubo-runc"), "--root", filepath.Join(e.root, "build", "runtime"), "list").Run()
+		exec.Command(filepath.Join(hostenv.BinDir, "cubo-runc"), "--root", filepath.Join(e.root, "build", "runtime"), "list").Run()
 		out, _ := os.ReadFile("/proc/self/mounts")
 		for _, l := range strings.Split(string(out), "\n") {
 			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], e.root) {
@@ -101,8 +81,8 @@ func (e *env) write(name, content string) {
 
 func (e *env) run(args ...string) (string, string, int) {
 	e.t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "cubo"), append([]string{"--root-dir", e.root, "--runtime", filepath.Join(binDir, "cubo-runc")}, args...)...)
-	cmd.Env = append(os.Environ(), "CUBO_LOG=warn")
+	cmd := exec.Command(filepath.Join(hostenv.BinDir, "cubo"), append([]string{"--root-dir", e.root, "--runtime", filepath.Join(hostenv.BinDir, "cubo-runc")}, args...)...)
+	cmd.Env = append(os.Environ(), "CUBO_LOG=warn", "CUBO_DEFAULT_BRIDGE="+testBridge, "CUBO_DEFAULT_SUBNET="+testSubnet)
 	return hostenv.Output(e.t, cmd)
 }
 
