@@ -597,8 +597,15 @@ func (c *Controller) delLocked(ctx context.Context, a *Attachment) error {
 	if err != nil {
 		return err
 	}
-	if err := c.cni.DelNetwork(ctx, lo, &libcni.RuntimeConf{ContainerID: a.ID, NetNS: ns, IfName: "lo"}); err != nil {
-		errs = append(errs, fmt.Errorf("loopback: %w", err))
+	lrt := &libcni.RuntimeConf{ContainerID: a.ID, NetNS: ns, IfName: "lo"}
+	if err := c.cni.DelNetwork(ctx, lo, lrt); err != nil {
+		// The same torn cache as above, from a cubo killed in loopback's ADD.
+		if c.dropTornCache(lo.Network.Name, lrt) {
+			err = c.cni.DelNetwork(ctx, lo, lrt)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("loopback: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
