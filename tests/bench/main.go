@@ -86,7 +86,7 @@ func main() {
 		cubo       = flag.String("cubo", "bin/cubo", "cubo binary (the manager half runs only when it has the verbs)")
 		runcPath   = flag.String("runc", "/usr/sbin/runc", "runc binary")
 		crunPath   = flag.String("crun", "/usr/bin/crun", "crun binary")
-		install    = flag.Bool("install", true, "apt-get install missing Debian packages (runc, crun; podman, skopeo, docker-registry for the manager half)")
+		install    = flag.Bool("install", true, "apt-get install missing Debian packages (runc, crun, hyperfine; podman, skopeo, docker-registry for the manager half)")
 		noManager  = flag.Bool("no-manager", false, "skip the manager half")
 		noRuntime  = flag.Bool("no-runtime", false, "skip the runtime half")
 		only       = flag.String("only", "", "manager figures to measure, comma-separated: pull, run (--network none, 5 vs 500 MB), bridge, build; skips the runtime half (default all)")
@@ -115,7 +115,7 @@ func main() {
 		}
 	}
 	if *install {
-		installDebs(map[string]string{*runcPath: "runc", *crunPath: "crun"})
+		installDebs(map[string]string{*runcPath: "runc", *crunPath: "crun", "/usr/bin/hyperfine": "hyperfine"})
 	}
 	b := &bench{n: *n, batches: *batches, containers: *containers, figs: map[string]map[string]series{}, hiddenV2: hiddenV2}
 	if *only != "" {
@@ -342,7 +342,7 @@ func (b *bench) runtimeHalf() error {
 	}
 	b.progress(" (%s)\n", time.Since(start).Round(time.Second))
 	b.reportRuntime()
-	return nil
+	return b.hyperfineCheck(b.n)
 }
 
 func rotate(rts []*rt, i int) []*rt {
