@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A fork bomb under --pids-limit: the container's processes never exceed the limit,
@@ -16,7 +17,10 @@ func TestForkBombPidsLimit(t *testing.T) {
 	e := newEnv(t)
 	const limit = 32
 	id := strings.TrimSpace(e.Ok("run", "--network", "none", "--pids-limit", strconv.Itoa(limit), "--name", "bomb",
-		"busybox", "sh", "-c", "b() { b | b & }; b; sleep 100"))
+		// sleep is forked before the bomb: forked after, it could meet the
+		// limit itself, and the shell, the container's init, would exit and
+		// take the container (and its cgroup) with it.
+		"busybox", "sh", "-c", "b() { b | b & }; sleep 100 & b; wait"))
 	cg := filepath.Join("/sys/fs/cgroup/pids/cubo", id)
 	if _, err := os.Stat(cg); err != nil {
 		t.Skipf("no pids cgroup v1 at %s: %v", cg, err)
@@ -25,10 +29,22 @@ func TestForkBombPidsLimit(t *testing.T) {
 		t.Fatalf("pids.max = %q, want %d", b, limit)
 	}
 	// The kernel counts each fork refused at the limit in pids.events.
-	eventually(t, "forks refused at the limit", func() bool {
-		n, _ := counter(filepath.Join(cg, "pids.events"), "max")
-		return n > 0
-	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(cg); err != nil {
+			t.Fatalf("the bomb's container exited: %v", err)
+		}
+		if n, _ := counter(filepath.Join(cg, "pids.events"), "max"); n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cur, _ := os.ReadFile(filepath.Join(cg, "pids.current"))
+			ev, _ := os.ReadFile(filepath.Join(cg, "pids.events"))
+			t.Fatalf("no fork refused at the limit in 60 s: pids.current %s, pids.events %q, container %s",
+				strings.TrimSpace(string(cur)), ev, inspect(e, "bomb").Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for range 20 {
 		b, _ := os.ReadFile(filepath.Join(cg, "pids.current"))
 		if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); n > limit {
