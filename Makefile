@@ -82,8 +82,10 @@ interop: build
 
 # bench measures cubo-runc against runc and crun, and cubo against podman,
 # side by side; it writes docs/benchmarks.md (about 13 minutes).
+# BENCH_FLAGS passes flags to the harness, e.g. BENCH_FLAGS='-n 10 -batches 3' for a quick run.
+BENCH_FLAGS ?=
 bench: build
-	$(GO) run ./tests/bench
+	$(GO) run ./tests/bench $(BENCH_FLAGS)
 
 # fuzz runs every fuzz target for FUZZTIME each (plain `go test` runs only
 # their seed corpora).
