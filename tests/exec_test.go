@@ -141,3 +141,31 @@ func TestExecPreserveFDs(t *testing.T) {
 		t.Fatalf("delete: %v: %s", r.err, r.stderr)
 	}
 }
+
+// TestExecNotUTF8: words and --env values that are not UTF-8 reach the
+// process, as U+FFFD, as with runc (checked: runc 1.1.5 prints "caf\uFFFD"
+// for `exec ID echo caf\xe9`): an exec'd process travels to the container's
+// side as OCI JSON, whose strings are UTF-8 text. Nothing is refused or
+// shifted: the other words arrive unchanged and in place.
+func TestExecNotUTF8(t *testing.T) {
+	h, dir := newTestHarness(t)
+	b := h.bundle(t, dir, "b", "probe", "sleep")
+	if r := h.runDetached(dir, filepath.Join(dir, "x.out"), filepath.Join(dir, "x.err"), "run", "-d", "--bundle", b, "x"); r.err != nil {
+		t.Fatalf("run -d: %v: %s", r.err, r.stderr)
+	}
+	if err := h.track("x"); err != nil {
+		t.Fatal(err)
+	}
+	r := h.run("exec", "--env", "V=\xff", "x", "/probe", "args", "caf\xe9", "-x", "+", "env")
+	if r.err != nil {
+		t.Fatalf("exec: %v: %s", r.err, r.stderr)
+	}
+	for _, want := range []string{"arg 2 caf\uFFFD\n", "arg 3 -x\n", "arg 4 +\n", "env V=\uFFFD\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%q", want, r.stdout)
+		}
+	}
+	if r := h.run("delete", "--force", "x"); r.err != nil {
+		t.Fatalf("delete: %v: %s", r.err, r.stderr)
+	}
+}

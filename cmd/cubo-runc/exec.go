@@ -23,8 +23,8 @@ type execCmd struct {
 	PidfdSocket    string   `name:"pidfd-socket" help:"Path to an AF_UNIX socket which will receive the process's pidfd."`
 	PreserveFds    int      `name:"preserve-fds" help:"Pass N additional fds (from 3 on) to the process."`
 	Tty            bool     `short:"t" help:"Allocate a pseudo-TTY."`
-	Cwd            string   `help:"Current working directory in the container."`
-	Env            []string `short:"e" sep:"none" help:"Set environment variables (repeatable)."`
+	Cwd            string   `type:"raw" help:"Current working directory in the container."`
+	Env            []string `short:"e" sep:"none" type:"raw" help:"Set environment variables (repeatable)."`
 	User           string   `short:"u" help:"UID (format: <uid>[:<gid>])."`
 	AdditionalGids []int64  `name:"additional-gids" short:"g" sep:"none" help:"Additional gids (repeatable)."`
 	Cap            []string `short:"c" sep:"none" help:"Add a capability to the bounding, effective and permitted sets (repeatable)."`
@@ -34,7 +34,7 @@ type execCmd struct {
 	Cgroup         []string `sep:"none" help:"Run in a sub-cgroup of the container ([controller:]path)."`
 	IgnorePaused   bool     `name:"ignore-paused" help:"Allow exec in a paused container."`
 	ID             string   `arg:"" name:"container-id" optional:""`
-	Command        []string `arg:"" optional:"" help:"Command and arguments."`
+	Command        []string `arg:"" optional:"" type:"raw" help:"Command and arguments."`
 }
 
 func (c *execCmd) Run(g *globals) error {

@@ -11,7 +11,7 @@ import (
 type killCmd struct {
 	All    bool   `short:"a" help:"Send the signal to all processes in the container."`
 	ID     string `arg:"" name:"container-id" optional:""`
-	Signal string `arg:"" optional:"" default:"SIGTERM" help:"Signal name or number (default SIGTERM)."`
+	Signal string `arg:"" optional:"" default:"SIGTERM" type:"raw" help:"Signal name or number (default SIGTERM)."`
 }
 
 func (c *killCmd) Run(g *globals) error {

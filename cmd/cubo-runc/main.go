@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	goruntime "runtime"
 	"runtime/debug"
 	"strings"
@@ -96,6 +97,7 @@ func newParser(c *cli, args []string, opts ...kong.Option) (*kong.Kong, any, err
 	base := []kong.Option{
 		kong.Name("cubo-runc"),
 		kong.Description("Cubo's OCI runtime, compatible with runc's command line."),
+		kong.NamedMapper("raw", rawString),
 	}
 	for _, cmd := range commands {
 		if verb != "" && cmd.name != verb {
@@ -110,6 +112,44 @@ func newParser(c *cli, args []string, opts ...kong.Option) (*kong.Kong, any, err
 	p, err := kong.New(c, append(base, opts...)...)
 	return p, chosen, err
 }
+
+// rawString is kong's string mapper without its JSON round trip, which turns
+// bytes that are not UTF-8 into U+FFFD: a container's argv, environment and
+// paths are bytes (`exec ID ls caf\xe9` must list that Latin-1 name). On a
+// []string it appends: one value for a (repeatable) flag, every remaining
+// value for a positional argument.
+var rawString = kong.MapperFunc(func(ctx *kong.DecodeContext, target reflect.Value) error {
+	pop := func() (string, error) {
+		t, err := ctx.Scan.PopValue("value")
+		if err != nil {
+			return "", err
+		}
+		s, ok := t.Value.(string)
+		if !ok {
+			return "", fmt.Errorf("expected a string, got %v", t.Value)
+		}
+		return s, nil
+	}
+	switch {
+	case target.Kind() == reflect.String:
+		s, err := pop()
+		if err != nil {
+			return err
+		}
+		target.SetString(s)
+	case target.Kind() == reflect.Slice && target.Type().Elem().Kind() == reflect.String:
+		for first := true; first || ctx.Value.Flag == nil && ctx.Scan.Peek().IsValue(); first = false {
+			s, err := pop()
+			if err != nil {
+				return err
+			}
+			target.Set(reflect.Append(target, reflect.ValueOf(s).Convert(target.Type().Elem())))
+		}
+	default:
+		return fmt.Errorf("raw mapper on %s", target.Type())
+	}
+	return nil
+})
 
 // valueGlobals are the global flags that take their value as the next word.
 var valueGlobals = map[string]bool{"root": true, "log": true, "log-format": true, "rootless": true, "criu": true}

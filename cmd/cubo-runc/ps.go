@@ -19,7 +19,7 @@ import (
 type psCmd struct {
 	Format string   `short:"f" default:"table" enum:"table,json" help:"Select one of: table or json."`
 	ID     string   `arg:"" name:"container-id" optional:""`
-	Args   []string `arg:"" optional:"" help:"Arguments for ps(1) (default -ef)."`
+	Args   []string `arg:"" optional:"" type:"raw" help:"Arguments for ps(1) (default -ef)."`
 }
 
 func (c *psCmd) Run(g *globals) error {
