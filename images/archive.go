@@ -234,22 +234,41 @@ func (s *Store) writeBlobTar(tw *tar.Writer, d digest.Digest, now time.Time) err
 	return err
 }
 
-// archiveDir is an archive extracted to a temp dir; symlinks are kept in a map, never
-// created, so opening a member cannot leave the dir.
+// archiveDir is an archive extracted to a temp dir; symlinks and hardlinks are kept in a
+// map, never created, so opening a member cannot leave the dir.
 type archiveDir struct {
-	dir   string
-	links map[string]string
+	dir       string
+	links     map[string]string
+	linkBytes int
 }
 
-func (s *Store) extractArchive(r io.Reader) (*archiveDir, error) {
-	dir, err := os.MkdirTemp(s.tmpDir(), "load-")
+// Bounds of what an archive may make the load hold. Archives from docker, podman, skopeo
+// and cubo hold a few links per layer, each well under a hundred bytes.
+const (
+	maxArchiveLinkBytes = 4 << 20
+	maxArchiveLinkHops  = 16
+)
+
+// extractArchive extracts the archive into ROOT/tmp/unpack/load-*, the dir where gc and
+// check look for what a killed process left: a load killed midway leaves its dir there.
+// On error nothing is left.
+func (s *Store) extractArchive(r io.Reader) (_ *archiveDir, err error) {
+	parent := filepath.Join(s.tmpDir(), "unpack")
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return nil, fmt.Errorf("create temp dir: %w", err)
+	}
+	dir, err := os.MkdirTemp(parent, "load-")
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	ad := &archiveDir{dir: dir, links: map[string]string{}}
 	plain, _, err := decompress(r)
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	defer plain.Close()
@@ -260,58 +279,115 @@ func (s *Store) extractArchive(r io.Reader) (*archiveDir, error) {
 			return ad, nil
 		}
 		if err != nil {
-			os.RemoveAll(dir)
 			return nil, fmt.Errorf("read archive: %w: %w", err, errdefs.ErrInvalidArgument)
 		}
-		p, err := cleanName(hdr.Name)
-		if err != nil {
-			os.RemoveAll(dir)
+		if err := ad.extract(hdr, tr); err != nil {
 			return nil, fmt.Errorf("read archive: %w", err)
-		}
-		switch hdr.Typeflag {
-		//lint:ignore SA1019 old archives still use the NUL typeflag
-		case tar.TypeReg, tar.TypeRegA:
-			dst := filepath.Join(dir, p)
-			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				os.RemoveAll(dir)
-				return nil, fmt.Errorf("read archive: %w", err)
-			}
-			f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
-			if err != nil {
-				os.RemoveAll(dir)
-				return nil, fmt.Errorf("read archive: %w", err)
-			}
-			_, err = io.Copy(f, tr)
-			f.Close()
-			if err != nil {
-				os.RemoveAll(dir)
-				return nil, fmt.Errorf("read archive: %w", err)
-			}
-		case tar.TypeSymlink, tar.TypeLink:
-			target := hdr.Linkname
-			if hdr.Typeflag == tar.TypeSymlink {
-				target = path.Join(path.Dir(p), hdr.Linkname)
-			}
-			ad.links[p] = target
 		}
 	}
 }
 
-// open opens a member, following recorded links inside the archive only.
+// extract stores one member: regular files in the dir, links in the map, nothing else.
+// A member replaces an earlier one of the same name, as when tar extracts.
+func (ad *archiveDir) extract(hdr *tar.Header, r io.Reader) error {
+	p, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	//lint:ignore SA1019 old archives still use the NUL typeflag
+	case tar.TypeReg, tar.TypeRegA:
+		delete(ad.links, p)
+		dst := filepath.Join(ad.dir, p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return memberErr(hdr.Name, err)
+		}
+		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return memberErr(hdr.Name, err)
+		}
+		_, err = io.Copy(f, archiveReader{r})
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return memberErr(hdr.Name, err)
+		}
+	case tar.TypeSymlink, tar.TypeLink:
+		// A hardlink names a member from the archive's root; a symlink is relative to its
+		// own dir, or absolute and then also from the archive's root, as docker load
+		// resolves it (FollowSymlinkInScope).
+		target := hdr.Linkname
+		if hdr.Typeflag == tar.TypeSymlink {
+			if strings.HasPrefix(target, "/") {
+				target = "." + path.Clean(target)
+			} else {
+				target = path.Join(path.Dir(p), target)
+			}
+		}
+		// PAX names may be a megabyte each: a compressed archive of such links would
+		// fill memory, not disk.
+		ad.linkBytes += len(p) + len(target)
+		if ad.linkBytes > maxArchiveLinkBytes {
+			return fmt.Errorf("archive links hold more than %d bytes of names: %w", maxArchiveLinkBytes, errdefs.ErrResourceExhausted)
+		}
+		ad.links[p] = target
+	}
+	return nil
+}
+
+// archiveReader classes read errors of the archive (truncated, corrupt compression) as
+// InvalidArgument, as those of tar.Reader.Next are: the input is bad, not the disk.
+type archiveReader struct{ r io.Reader }
+
+func (a archiveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return n, err
+}
+
+// memberErr names the member instead of its path in the temp dir, quoted so that
+// whatever bytes the name holds (newlines) the error stays one line.
+func memberErr(name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("archive member %q: %s: %w", name, pe.Op, pe.Err)
+	}
+	return fmt.Errorf("archive member %q: %w", name, err)
+}
+
+// open opens a regular member, following recorded links inside the archive only. A link
+// is followed when a member is looked up by the link's own name, never as a parent dir
+// of the name: archives from docker, podman, skopeo and cubo link whole files only.
 func (ad *archiveDir) open(name string) (*os.File, error) {
 	p := name
-	for range 16 {
+	for range maxArchiveLinkHops {
 		c, err := cleanName(p)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("archive member %q: %w", name, err)
 		}
 		if t, ok := ad.links[c]; ok {
 			p = t
 			continue
 		}
-		return os.Open(filepath.Join(ad.dir, c))
+		f, err := os.OpenFile(filepath.Join(ad.dir, c), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return nil, memberErr(name, err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, memberErr(name, err)
+		}
+		if !fi.Mode().IsRegular() {
+			f.Close()
+			return nil, fmt.Errorf("archive member %q: not a regular file: %w", name, errdefs.ErrInvalidArgument)
+		}
+		return f, nil
 	}
-	return nil, fmt.Errorf("archive member %q: too many links: %w", name, errdefs.ErrInvalidArgument)
+	return nil, fmt.Errorf("archive member %q: more than %d links: %w", name, maxArchiveLinkHops-1, errdefs.ErrInvalidArgument)
 }
 
 // Load reads an OCI archive (oci-archive, or `cubo save`/`docker save` output) or a
@@ -329,13 +405,18 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]*Image, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(ad.dir)
-	if f, err := ad.open(ocispec.ImageIndexFile); err == nil {
-		f.Close()
-		return s.loadOCI(ctx, ad)
-	}
-	if f, err := ad.open("manifest.json"); err == nil {
-		f.Close()
-		return s.loadDocker(ctx, ad)
+	for _, l := range []struct {
+		name string
+		load func(context.Context, *archiveDir) ([]*Image, error)
+	}{{ocispec.ImageIndexFile, s.loadOCI}, {"manifest.json", s.loadDocker}} {
+		f, err := ad.open(l.name)
+		if err == nil {
+			f.Close()
+			return l.load(ctx, ad)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
 	return nil, fmt.Errorf("load: neither index.json nor manifest.json in the archive: %w", errdefs.ErrInvalidArgument)
 }
@@ -343,15 +424,15 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]*Image, error) {
 func (ad *archiveDir) readJSON(name string, v any) error {
 	f, err := ad.open(name)
 	if err != nil {
-		return fmt.Errorf("archive member %s: %w", name, err)
+		return err
 	}
 	defer f.Close()
 	b, err := readAllLimit(f, maxJSONBlob)
 	if err != nil {
-		return fmt.Errorf("archive member %s: %w", name, err)
+		return memberErr(name, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("parse archive member %s: %w: %w", name, err, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("parse archive member %q: %w: %w", name, err, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -373,6 +454,15 @@ func (s *Store) ingestMember(ad *archiveDir, d ocispec.Descriptor) error {
 	return err
 }
 
+// checkJSONDesc refuses an index or manifest descriptor whose size could not be one: it
+// would be ingested, then read whole into memory.
+func checkJSONDesc(d ocispec.Descriptor) error {
+	if d.Size <= 0 || d.Size > maxJSONBlob {
+		return fmt.Errorf("load: %s declares %d bytes, not the size of a manifest or index: %w", d.Digest, d.Size, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 func (s *Store) loadOCI(ctx context.Context, ad *archiveDir) ([]*Image, error) {
 	var idx ocispec.Index
 	if err := ad.readJSON(ocispec.ImageIndexFile, &idx); err != nil {
@@ -387,6 +477,9 @@ func (s *Store) loadOCI(ctx context.Context, ad *archiveDir) ([]*Image, error) {
 				return nil, fmt.Errorf("load: nested indexes: %w", errdefs.ErrInvalidArgument)
 			}
 			var ix ocispec.Index
+			if err := checkJSONDesc(d); err != nil {
+				return nil, err
+			}
 			if err := s.ingestMember(ad, d); err != nil {
 				return nil, err
 			}
@@ -433,6 +526,9 @@ func archiveNames(ann map[string]string) []string {
 }
 
 func (s *Store) loadManifest(ctx context.Context, ad *archiveDir, d ocispec.Descriptor, names []string) (*Image, error) {
+	if err := checkJSONDesc(d); err != nil {
+		return nil, err
+	}
 	if err := s.ingestMember(ad, d); err != nil {
 		return nil, err
 	}
@@ -482,7 +578,11 @@ func (s *Store) loadDocker(ctx context.Context, ad *archiveDir) ([]*Image, error
 	for _, e := range entries {
 		cf, err := ad.open(e.Config)
 		if err != nil {
-			return nil, fmt.Errorf("load: config %s: %w", e.Config, err)
+			return nil, fmt.Errorf("load: config: %w", err)
+		}
+		if fi, err := cf.Stat(); err == nil && fi.Size() > maxJSONBlob {
+			cf.Close()
+			return nil, fmt.Errorf("load: config %q: more than %d bytes: %w", e.Config, maxJSONBlob, errdefs.ErrResourceExhausted)
 		}
 		cd, csize, err := s.ingestUnknown(cf)
 		cf.Close()
@@ -504,7 +604,7 @@ func (s *Store) loadDocker(ctx context.Context, ad *archiveDir) ([]*Image, error
 		for i, lp := range e.Layers {
 			lf, err := ad.open(lp)
 			if err != nil {
-				return nil, fmt.Errorf("load: layer %s: %w", lp, err)
+				return nil, fmt.Errorf("load: layer: %w", err)
 			}
 			magic := make([]byte, 4)
 			n, _ := io.ReadFull(lf, magic)
