@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -240,6 +241,7 @@ type archiveDir struct {
 	dir       string
 	links     map[string]string
 	linkBytes int
+	guard     *diskGuard
 }
 
 // Bounds of what an archive may make the load hold. Archives from docker, podman, skopeo
@@ -248,6 +250,95 @@ const (
 	maxArchiveLinkBytes = 4 << 20
 	maxArchiveLinkHops  = 16
 )
+
+// diskGuard keeps a load from taking the last of its filesystem's free space or inodes.
+//
+// The archive must be extracted whole before anything in it can be checked: index.json or
+// manifest.json may come last (docker save writes manifest.json last), and the blobs are
+// verified against the digests those give. Compressed, a few megabytes of archive expand
+// to terabytes, and no size is known beforehand to cap that by: a real archive may be as
+// big as the disk allows, and WithMaxUnpackedSize bounds one layer, not an archive of
+// many. So the bound is the disk itself: every byte copied out of the archive (extracted,
+// then copied again by the ingest into the store) is first checked against statfs, at
+// least every guardRecheck bytes, and the load fails with ResourceExhausted rather than
+// eat into a reserve of 5% of the filesystem (at most 512 MiB) and of its inodes (at most
+// 64Ki): ext4 keeps 5% for root, but Cubo runs as root and would take that too. The
+// extracted dir is then removed. docker load and podman load extract without any bound
+// and stop at ENOSPC, with the disk full for every other writer. Layers unpacked from the
+// loaded blobs are bounded as pulled ones are, by WithMaxUnpackedSize only.
+type diskGuard struct {
+	dir                  string
+	bytesLeft, filesLeft int64 // allowed before the next statfs
+}
+
+const (
+	guardRecheck      = 64 << 20
+	guardRecheckFiles = 4096
+)
+
+// use accounts for bytes and files about to be written, asking statfs again once what the
+// last check allowed is spent.
+func (g *diskGuard) use(bytes, files int64) error {
+	g.bytesLeft -= bytes
+	g.filesLeft -= files
+	if g.bytesLeft >= 0 && g.filesLeft >= 0 {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(g.dir, &st); err != nil {
+		return fmt.Errorf("check free space: %w", err)
+	}
+	bsize := int64(st.Frsize)
+	if bsize <= 0 {
+		bsize = max(int64(st.Bsize), 1)
+	}
+	// What earlier calls allowed is written and so counted by statfs; this call's is not.
+	reserve := min(blockBytes(st.Blocks, bsize)/20, 512<<20)
+	g.bytesLeft = blockBytes(st.Bavail, bsize) - reserve - bytes
+	if g.bytesLeft < 0 {
+		return fmt.Errorf("loading would leave less than %d bytes free on the store's filesystem: %w", reserve, errdefs.ErrResourceExhausted)
+	}
+	g.filesLeft = math.MaxInt64
+	if st.Files > 0 { // btrfs has no inode count, and says 0
+		reserve := min(int64(st.Files)/20, 64<<10)
+		g.filesLeft = int64(st.Ffree) - reserve - files
+		if g.filesLeft < 0 {
+			return fmt.Errorf("loading would leave less than %d inodes free on the store's filesystem: %w", reserve, errdefs.ErrResourceExhausted)
+		}
+	}
+	g.bytesLeft = min(g.bytesLeft, guardRecheck)
+	g.filesLeft = min(g.filesLeft, guardRecheckFiles)
+	return nil
+}
+
+func blockBytes(blocks uint64, bsize int64) int64 {
+	if blocks > uint64(math.MaxInt64/bsize) {
+		return math.MaxInt64
+	}
+	return int64(blocks) * bsize
+}
+
+// reader counts what r yields against the guard, copies times: the writes reading it
+// leads to.
+func (g *diskGuard) reader(r io.Reader, copies int64) io.Reader {
+	return &guardedReader{r: r, g: g, copies: copies}
+}
+
+type guardedReader struct {
+	r      io.Reader
+	g      *diskGuard
+	copies int64
+}
+
+func (gr *guardedReader) Read(p []byte) (int, error) {
+	n, err := gr.r.Read(p)
+	if n > 0 {
+		if gerr := gr.g.use(int64(n)*gr.copies, 0); gerr != nil {
+			return 0, gerr
+		}
+	}
+	return n, err
+}
 
 // extractArchive extracts the archive into ROOT/tmp/unpack/load-*, the dir where gc and
 // check look for what a killed process left: a load killed midway leaves its dir there.
@@ -266,7 +357,7 @@ func (s *Store) extractArchive(r io.Reader) (_ *archiveDir, err error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	ad := &archiveDir{dir: dir, links: map[string]string{}}
+	ad := &archiveDir{dir: dir, links: map[string]string{}, guard: &diskGuard{dir: dir}}
 	plain, _, err := decompress(r)
 	if err != nil {
 		return nil, err
@@ -294,10 +385,19 @@ func (ad *archiveDir) extract(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	// A sparse member is a few bytes of archive that archive/tar expands to any size of
+	// zeros: a bomb without compression. No image archive writer makes them (blobs are
+	// written from dense files, and Go's tar.Writer cannot write sparse files at all).
+	if sparseMember(hdr) {
+		return fmt.Errorf("archive member %q: sparse files are not expected in an image archive: %w", hdr.Name, errdefs.ErrInvalidArgument)
+	}
 	switch hdr.Typeflag {
 	//lint:ignore SA1019 old archives still use the NUL typeflag
 	case tar.TypeReg, tar.TypeRegA:
 		delete(ad.links, p)
+		if err := ad.guard.use(0, int64(strings.Count(p, "/"))+1); err != nil {
+			return memberErr(hdr.Name, err)
+		}
 		dst := filepath.Join(ad.dir, p)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return memberErr(hdr.Name, err)
@@ -306,7 +406,7 @@ func (ad *archiveDir) extract(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return memberErr(hdr.Name, err)
 		}
-		_, err = io.Copy(f, archiveReader{r})
+		_, err = io.Copy(f, ad.guard.reader(archiveReader{r}, 1))
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -346,6 +446,20 @@ func (a archiveReader) Read(p []byte) (int, error) {
 		err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return n, err
+}
+
+// sparseMember reports whether archive/tar reads hdr's member as a sparse file: the old
+// GNU format, or the PAX one (whose Typeflag is a plain TypeReg).
+func sparseMember(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // memberErr names the member instead of its path in the temp dir, quoted so that
@@ -393,7 +507,9 @@ func (ad *archiveDir) open(name string) (*os.File, error) {
 // Load reads an OCI archive (oci-archive, or `cubo save`/`docker save` output) or a
 // legacy docker-archive, possibly compressed, and adds its images with their names.
 // Multi-platform indexes are resolved to the host platform. Every blob is checked
-// against its digest and every layer is unpacked with the pull's checks.
+// against its digest and every layer is unpacked with the pull's checks. Extracting the
+// archive and copying its blobs fail with ResourceExhausted rather than take the last of
+// the filesystem's space (see diskGuard).
 func (s *Store) Load(ctx context.Context, r io.Reader) ([]*Image, error) {
 	unlock, err := s.lock("images.lock", unix.LOCK_SH)
 	if err != nil {
@@ -449,7 +565,10 @@ func (s *Store) ingestMember(ad *archiveDir, d ocispec.Descriptor) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("blob %s missing from archive: %w", d.Digest, errdefs.ErrNotFound)
 		}
-		return f, err
+		if err != nil {
+			return nil, err
+		}
+		return readCloser{ad.guard.reader(f, 1), f}, nil
 	}, nil)
 	return err
 }
@@ -461,6 +580,11 @@ func checkJSONDesc(d ocispec.Descriptor) error {
 		return fmt.Errorf("load: %s declares %d bytes, not the size of a manifest or index: %w", d.Digest, d.Size, errdefs.ErrInvalidArgument)
 	}
 	return nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 func (s *Store) loadOCI(ctx context.Context, ad *archiveDir) ([]*Image, error) {
@@ -584,7 +708,7 @@ func (s *Store) loadDocker(ctx context.Context, ad *archiveDir) ([]*Image, error
 			cf.Close()
 			return nil, fmt.Errorf("load: config %q: more than %d bytes: %w", e.Config, maxJSONBlob, errdefs.ErrResourceExhausted)
 		}
-		cd, csize, err := s.ingestUnknown(cf)
+		cd, csize, err := s.ingestUnknown(ad.guard.reader(cf, 2))
 		cf.Close()
 		if err != nil {
 			return nil, err
@@ -619,7 +743,7 @@ func (s *Store) loadDocker(ctx context.Context, ad *archiveDir) ([]*Image, error
 				lf.Close()
 				return nil, err
 			}
-			ld, lsize, err := s.ingestUnknown(lf)
+			ld, lsize, err := s.ingestUnknown(ad.guard.reader(lf, 2))
 			lf.Close()
 			if err != nil {
 				return nil, err

@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +20,11 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/cubo-dev/cubo/images"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // miniImage is a one-layer image laid out as archive members, to be mangled.
@@ -145,6 +149,54 @@ func tarDir(t *testing.T, dir string) []byte {
 	must(t, err)
 	must(t, tw.Close())
 	return buf.Bytes()
+}
+
+// rawUstar is one ustar header block, for members tar.Writer refuses to write.
+func rawUstar(name string, typ byte, size int64) []byte {
+	b := make([]byte, 512)
+	copy(b[0:100], name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "14540000000\x00")
+	b[156] = typ
+	copy(b[257:], "ustar\x0000")
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+func padBlock(b []byte) []byte {
+	if r := len(b) % 512; r != 0 {
+		b = append(b, make([]byte, 512-r)...)
+	}
+	return b
+}
+
+// sparseBomb is a PAX (GNU 1.0) sparse member claiming realsize bytes, all hole: a few
+// kilobytes of archive that archive/tar expands to realsize zeros.
+func sparseBomb(name string, realsize int64) []byte {
+	rec := func(k, v string) string {
+		n := len(k) + len(v) + 3
+		for {
+			s := strconv.Itoa(n) + " " + k + "=" + v + "\n"
+			if len(s) == n {
+				return s
+			}
+			n = len(s)
+		}
+	}
+	pax := rec("GNU.sparse.major", "1") + rec("GNU.sparse.minor", "0") + rec("GNU.sparse.name", name) +
+		rec("GNU.sparse.realsize", strconv.FormatInt(realsize, 10))
+	out := append(rawUstar("PaxHeaders.0/"+name, tar.TypeXHeader, int64(len(pax))), padBlock([]byte(pax))...)
+	out = append(out, rawUstar("GNUSparseFile.0/"+name, tar.TypeReg, 512)...)
+	out = append(out, padBlock([]byte("0\n"))...)
+	return append(out, make([]byte, 1024)...)
 }
 
 // loadWorld is one store used by every hostile load, with a sentinel dir beside the
@@ -284,6 +336,8 @@ func TestLoadHostileArchives(t *testing.T) {
 	upAll := strings.Repeat("../", 40) + strings.TrimPrefix(sentinel, "/")
 	hugeJSON := `{"schemaVersion":2,"manifests":[],"x":"` + strings.Repeat(" ", 9<<20) + `"}`
 	hugeList := "[" + strings.Repeat(" ", 9<<20) + "]"
+	sparse := sparseBomb("index.json", 1<<40)
+	gzSparse := gz(t, sparse)
 	chain := func(n int, last string) []entry {
 		var es []entry
 		for i := range n {
@@ -408,6 +462,8 @@ func TestLoadHostileArchives(t *testing.T) {
 
 			{name: "member-name-newline", entries: append(oci,
 				entry{name: "a\nb", typ: tar.TypeReg, body: "x"}, entry{name: "a\nb/c", typ: tar.TypeReg, body: "x"})},
+			{name: "sparse-bomb", raw: sparse},
+			{name: "sparse-bomb-gzip", raw: gzSparse},
 			{name: "link-names-huge", entries: func() []entry {
 				var es []entry
 				for i := range 8 {
@@ -524,6 +580,138 @@ func TestLoadHostileCLI(t *testing.T) {
 			t.Logf("%v: %s", err, out)
 			w.check(t)
 		})
+	}
+}
+
+// zeroTar is an archive of pre, a member of n zero bytes, and post.
+func zeroTar(t *testing.T, pre []entry, name string, n int64, post []entry) []byte {
+	t.Helper()
+	return makeTar(t, append(append(pre, entry{name: name, typ: tar.TypeReg, size: n}), post...))
+}
+
+func zstdBytes(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zw, err := zstd.NewWriter(nil)
+	must(t, err)
+	defer zw.Close()
+	return zw.EncodeAll(b, nil)
+}
+
+// TestLoadBombs loads archives that expand far beyond their size into a store on a 64 MiB
+// tmpfs with 4096 inodes: a gzip and a zstd member of 256 MiB of zeros, an honest-looking
+// 40 MiB layer that fits once but not twice (extraction, then the ingest copy), and 5000
+// empty members. Each must fail with ResourceExhausted before the filesystem is full (a
+// sampler watches free space and inodes throughout), leave nothing behind, and the store
+// must then load honest archives.
+func TestLoadBombs(t *testing.T) {
+	requireRoot(t)
+	fsDir := t.TempDir()
+	if err := unix.Mount("tmpfs", fsDir, "tmpfs", 0, "size=64m,nr_inodes=4096,mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs for the store: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(fsDir, unix.MNT_DETACH) })
+	s, err := images.New(filepath.Join(fsDir, "root"), images.WithRetries(0))
+	must(t, err)
+	ctx := context.Background()
+
+	const zeros = 256 << 20
+	bombTar := zeroTar(t, nil, "blobs/sha256/"+strings.Repeat("0", 64), zeros, nil)
+	// A 40 MiB layer of zeros, referenced by a manifest that tells its true digest.
+	layerSize := int64(40 << 20)
+	h := digest.SHA256.Digester()
+	_, err = io.CopyN(h.Hash(), zeroReader{}, layerSize)
+	must(t, err)
+	bigLayer := h.Digest()
+	cfg, _ := json.Marshal(ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{bigLayer}}})
+	man, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
+		Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayer, Digest: bigLayer, Size: layerSize}}})
+	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, Manifests: []ocispec.Descriptor{
+		{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(man), Size: int64(len(man))}}})
+	dockerMan, _ := json.Marshal([]map[string]any{{"Config": "config.json", "Layers": []string{"layer.tar"}}})
+	var manyFiles []entry
+	for i := range 5000 {
+		manyFiles = append(manyFiles, entry{name: fmt.Sprintf("f/%d", i), typ: tar.TypeReg})
+	}
+
+	for _, c := range []struct {
+		name    string
+		archive []byte
+	}{
+		{"gzip", gz(t, bombTar)},
+		{"zstd", zstdBytes(t, bombTar)},
+		{"ingest-copy", gz(t, zeroTar(t, []entry{{name: "index.json", typ: tar.TypeReg, body: string(idx)},
+			blobMember(man), blobMember(cfg)}, "blobs/sha256/"+bigLayer.Encoded(), layerSize, nil))},
+		{"docker-ingest-copy", gz(t, zeroTar(t, []entry{{name: "manifest.json", typ: tar.TypeReg, body: string(dockerMan)},
+			{name: "config.json", typ: tar.TypeReg, body: string(cfg)}}, "layer.tar", layerSize, nil))},
+		{"inodes", gz(t, makeTar(t, manyFiles))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Logf("archive of %d bytes", len(c.archive))
+			var st unix.Statfs_t
+			must(t, unix.Statfs(fsDir, &st))
+			baseBytes, baseFiles := st.Bavail, st.Ffree
+			minBytes, minFiles := st.Bavail, st.Ffree
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					var st unix.Statfs_t
+					if unix.Statfs(fsDir, &st) == nil {
+						minBytes, minFiles = min(minBytes, st.Bavail), min(minFiles, st.Ffree)
+					}
+				}
+			}()
+			_, err := s.Load(ctx, bytes.NewReader(c.archive))
+			close(stop)
+			<-done
+			t.Logf("refused: %v; lowest free: %d KiB, %d inodes", err, minBytes*uint64(st.Bsize)>>10, minFiles)
+			if !errdefs.IsResourceExhausted(err) {
+				t.Fatalf("want ResourceExhausted, got %v", err)
+			}
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			// The reserve is 5% of the 64 MiB and of the 4096 inodes; one write may pass it.
+			if minBytes*uint64(st.Bsize) < 2<<20 || minFiles < 150 {
+				t.Fatalf("the filesystem came down to %d bytes, %d inodes free", minBytes*uint64(st.Bsize), minFiles)
+			}
+			assertNoTmpLeftovers(t, s)
+			ents, _ := os.ReadDir(filepath.Join(s.Root(), "tmp", "unpack"))
+			for _, e := range ents {
+				if !strings.HasSuffix(e.Name(), ".lock") {
+					t.Errorf("leftover in tmp/unpack: %s", e.Name())
+				}
+			}
+			// What stays is verified manifest and config blobs and lock files.
+			must(t, unix.Statfs(fsDir, &st))
+			if st.Bavail+256 < baseBytes || st.Ffree+16 < baseFiles {
+				t.Errorf("space not given back: %d/%d blocks, %d/%d inodes", st.Bavail, baseBytes, st.Ffree, baseFiles)
+			}
+		})
+	}
+
+	m := newMiniImage(t, "mini:1", "after bombs")
+	imgs, err := s.Load(ctx, bytes.NewReader(gz(t, makeTar(t, m.oci()))))
+	must(t, err)
+	if len(imgs) != 1 || imgs[0].Name != m.name {
+		t.Fatalf("loaded %+v", imgs)
+	}
+	layout := filepath.Join(sharedImages, "busybox-1.38.0-musl-amd64.oci")
+	if _, err := os.Stat(layout); err != nil {
+		t.Skipf("busybox OCI layout not available (%v): the honest load of a real image is not checked", err)
+	}
+	imgs, err = s.Load(ctx, bytes.NewReader(tarDir(t, layout)))
+	must(t, err)
+	if len(imgs) != 1 || imgs[0].Name != "busybox:1.38.0-musl" {
+		t.Fatalf("loaded %+v", imgs)
 	}
 }
 
