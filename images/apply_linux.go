@@ -46,6 +46,9 @@ type applier struct {
 	asRoot   bool
 	limit    int64 // max file data bytes, 0 for no limit
 	written  int64
+	// guard stops the layer before it takes the filesystem's last free space or
+	// inodes (see diskGuard), whatever limit says.
+	guard diskGuard
 	// writeback starts writeback of file data every writebackChunk bytes, for
 	// layers that are synced before they are published (see fetchUnpackLayer).
 	writeback bool
@@ -76,7 +79,7 @@ func newApplier(root string, overlay bool, limit int64, log zerolog.Logger) (*ap
 	}
 	return &applier{
 		outer: outer, rootName: name, root: rfd, overlay: overlay,
-		asRoot: os.Geteuid() == 0, limit: limit, buf: make([]byte, 128<<10), log: log,
+		asRoot: os.Geteuid() == 0, limit: limit, guard: diskGuard{dir: root}, buf: make([]byte, 128<<10), log: log,
 	}, nil
 }
 
@@ -310,6 +313,9 @@ func (a *applier) entry(p string, hdr *tar.Header, r io.Reader) error {
 	if p == "." && hdr.Typeflag != tar.TypeDir {
 		return fmt.Errorf("entry %q: the root must be a directory: %w", hdr.Name, errdefs.ErrInvalidArgument)
 	}
+	if err := a.guard.use(0, 1); err != nil {
+		return fmt.Errorf("entry %q: %w", hdr.Name, err)
+	}
 	pfd, base, err := a.parent(p, true)
 	if err != nil {
 		return err
@@ -470,6 +476,9 @@ func (a *applier) writeData(fd int, r io.Reader) error {
 				a.written += int64(n)
 				if a.limit > 0 && a.written > a.limit {
 					return fmt.Errorf("layer data exceeds the %d-byte limit: %w", a.limit, errdefs.ErrResourceExhausted)
+				}
+				if err := a.guard.use(int64(n), 0); err != nil {
+					return err
 				}
 				for len(chunk) > 0 {
 					w, werr := unix.Pwrite(fd, chunk, off)
