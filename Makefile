@@ -90,7 +90,7 @@ bench: build
 # fuzz runs every fuzz target for FUZZTIME each (plain `go test` runs only
 # their seed corpora).
 FUZZTIME ?= 20s
-FUZZ_TARGETS := spec:FuzzLoad spec:FuzzParseMountOptions images:FuzzNormalizeName images:FuzzApplyTar \
+FUZZ_TARGETS := spec:FuzzLoad spec:FuzzParseMountOptions images:FuzzNormalizeName images:FuzzApplyTar images:FuzzExtractArchive \
                 manager:FuzzLogs cmd/cubo-runc:FuzzArgv cmd/cubo-runc:FuzzArgvPositional build/cubofile:FuzzParse
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== fuzz ./$$pkg $$fn ($(FUZZTIME))"; \

@@ -245,7 +245,7 @@ func (s *Store) Check(ctx context.Context, repair bool) ([]Finding, error) {
 			ents, _ := os.ReadDir(filepath.Join(s.tmpDir(), sub))
 			for _, e := range ents {
 				if !strings.HasSuffix(e.Name(), ".lock") {
-					add(Finding{Object: "tmp/" + sub + "/" + e.Name(), Problem: "left by an interrupted pull", Garbage: true})
+					add(Finding{Object: "tmp/" + sub + "/" + e.Name(), Problem: "left by an interrupted pull or load", Garbage: true})
 				}
 			}
 		}

@@ -199,14 +199,16 @@ func checkManifest(m *ocispec.Manifest) error {
 		return fmt.Errorf("config size %d: %w", m.Config.Size, errdefs.ErrInvalidArgument)
 	}
 	for _, l := range m.Layers {
+		// The digest first: the messages below print it, and a manifest's string
+		// could hold anything, newlines included.
+		if err := l.Digest.Validate(); err != nil {
+			return fmt.Errorf("layer digest %q: %w", l.Digest, errdefs.ErrInvalidArgument)
+		}
 		if _, ok := layerCompression(l.MediaType); !ok {
 			return fmt.Errorf("layer %s: media type %q: %w", l.Digest, l.MediaType, errdefs.ErrNotImplemented)
 		}
 		if l.Size < 0 {
 			return fmt.Errorf("layer %s: size %d: %w", l.Digest, l.Size, errdefs.ErrInvalidArgument)
-		}
-		if err := l.Digest.Validate(); err != nil {
-			return fmt.Errorf("layer digest %q: %w", l.Digest, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil
