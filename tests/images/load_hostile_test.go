@@ -734,7 +734,8 @@ func TestLoadKilledLeavesCollectableDir(t *testing.T) {
 	must(t, err)
 	unpack := filepath.Join(root, "tmp", "unpack")
 	var leftover string
-	for range 500 {
+	// A deadline, not a count: on a loaded machine cubo may take seconds to start.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if ms, _ := filepath.Glob(filepath.Join(unpack, "load-*", "blobs", "sha256", "big")); len(ms) == 1 {
 			if fi, err := os.Stat(ms[0]); err == nil && fi.Size() == 1<<20 {
 				leftover = filepath.Dir(filepath.Dir(filepath.Dir(ms[0])))
