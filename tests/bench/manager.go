@@ -65,6 +65,17 @@ func (b *bench) managerHalf(cubo, cuboRunc string, install bool) {
 		return
 	}
 	defer m.stop()
+	// cubo's containers share a /cubo parent cgroup that outlives them (as
+	// docker's /docker does); remove it at the end if this run made it.
+	cuboBefore, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
+	defer func() {
+		cuboAfter, _ := filepath.Glob("/sys/fs/cgroup/*/cubo")
+		for _, d := range cuboAfter {
+			if !slices.Contains(cuboBefore, d) {
+				os.Remove(d) // rmdir: refused while any container uses it
+			}
+		}
+	}()
 	if hasPull && b.want("pull") {
 		if err := b.pullBench(m, cubo); err != nil {
 			b.printf("pull benchmark failed: %v\n\n", err)
