@@ -565,16 +565,8 @@ func (c *Controller) delLocked(ctx context.Context, a *Attachment) error {
 		list, err := c.delList(a.Network, rt)
 		if err != nil {
 			errs = append(errs, err)
-		} else if err := c.cni.DelNetworkList(ctx, list, rt); err != nil {
-			// A cubo killed while libcni wrote its cache leaves a torn
-			// file that fails every later DEL; without it DEL still
-			// releases the address and rules from the config.
-			if c.dropTornCache(list.Name, rt) {
-				err = c.cni.DelNetworkList(ctx, list, rt)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("detach from network %q: %w", a.Network, err))
-			}
+		} else if err := c.del(list.Name, rt, func() error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
+			errs = append(errs, fmt.Errorf("detach from network %q: %w", a.Network, err))
 		}
 		if ns == "" {
 			// Only lists with the bridge plugin's ipMasq made a masquerade chain for
@@ -598,16 +590,22 @@ func (c *Controller) delLocked(ctx context.Context, a *Attachment) error {
 		return err
 	}
 	lrt := &libcni.RuntimeConf{ContainerID: a.ID, NetNS: ns, IfName: "lo"}
-	if err := c.cni.DelNetwork(ctx, lo, lrt); err != nil {
-		// The same torn cache as above, from a cubo killed in loopback's ADD.
-		if c.dropTornCache(lo.Network.Name, lrt) {
-			err = c.cni.DelNetwork(ctx, lo, lrt)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("loopback: %w", err))
-		}
+	if err := c.del(lo.Network.Name, lrt, func() error { return c.cni.DelNetwork(ctx, lo, lrt) }); err != nil {
+		errs = append(errs, fmt.Errorf("loopback: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// del runs a CNI DEL of network for rt, once more without libcni's cached
+// result if that is torn: a cubo killed while libcni wrote it leaves a file
+// that fails every later DEL, and without it DEL still releases the address
+// and rules from the config.
+func (c *Controller) del(network string, rt *libcni.RuntimeConf, run func() error) error {
+	err := run()
+	if err != nil && c.dropTornCache(network, rt) {
+		err = run()
+	}
+	return err
 }
 
 // delList is the network list to DEL with: the one ADD used, from libcni's cache, so
