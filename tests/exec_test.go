@@ -14,13 +14,7 @@ import (
 // where the runtime allocates the pty itself.
 func TestExecTTY(t *testing.T) {
 	h, dir := newTestHarness(t)
-	b := h.bundle(t, dir, "b", "probe", "sleep")
-	if r := h.runDetached(dir, filepath.Join(dir, "x.out"), filepath.Join(dir, "x.err"), "run", "-d", "--bundle", b, "x"); r.err != nil {
-		t.Fatalf("run -d: %v: %s", r.err, r.stderr)
-	}
-	if err := h.track("x"); err != nil {
-		t.Fatal(err)
-	}
+	h.runSleeper(t, dir, "x")
 
 	t.Run("console-socket", func(t *testing.T) {
 		rcv := newConsoleReceiver(t, dir)
@@ -96,13 +90,7 @@ func TestExecTTY(t *testing.T) {
 // process sees it as fd 3 and nothing beyond it.
 func TestExecPreserveFDs(t *testing.T) {
 	h, dir := newTestHarness(t)
-	b := h.bundle(t, dir, "b", "probe", "sleep")
-	if r := h.runDetached(dir, filepath.Join(dir, "x.out"), filepath.Join(dir, "x.err"), "run", "-d", "--bundle", b, "x"); r.err != nil {
-		t.Fatalf("run -d: %v: %s", r.err, r.stderr)
-	}
-	if err := h.track("x"); err != nil {
-		t.Fatal(err)
-	}
+	h.runSleeper(t, dir, "x")
 	extra := filepath.Join(dir, "preserved-exec.txt")
 	if err := os.WriteFile(extra, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -149,13 +137,7 @@ func TestExecPreserveFDs(t *testing.T) {
 // shifted: the other words arrive unchanged and in place.
 func TestExecNotUTF8(t *testing.T) {
 	h, dir := newTestHarness(t)
-	b := h.bundle(t, dir, "b", "probe", "sleep")
-	if r := h.runDetached(dir, filepath.Join(dir, "x.out"), filepath.Join(dir, "x.err"), "run", "-d", "--bundle", b, "x"); r.err != nil {
-		t.Fatalf("run -d: %v: %s", r.err, r.stderr)
-	}
-	if err := h.track("x"); err != nil {
-		t.Fatal(err)
-	}
+	h.runSleeper(t, dir, "x")
 	r := h.run("exec", "--env", "V=\xff", "x", "/probe", "args", "caf\xe9", "-x", "+", "env")
 	if r.err != nil {
 		t.Fatalf("exec: %v: %s", r.err, r.stderr)
@@ -167,5 +149,18 @@ func TestExecNotUTF8(t *testing.T) {
 	}
 	if r := h.run("delete", "--force", "x"); r.err != nil {
 		t.Fatalf("delete: %v: %s", r.err, r.stderr)
+	}
+}
+
+// runSleeper runs container id (the probe, sleeping) detached and tracks its
+// init for the leak checks.
+func (h *harness) runSleeper(t *testing.T, dir, id string) {
+	t.Helper()
+	b := h.bundle(t, dir, "b", "probe", "sleep")
+	if r := h.runDetached(dir, filepath.Join(dir, id+".out"), filepath.Join(dir, id+".err"), "run", "-d", "--bundle", b, id); r.err != nil {
+		t.Fatalf("run -d: %v: %s", r.err, r.stderr)
+	}
+	if err := h.track(id); err != nil {
+		t.Fatal(err)
 	}
 }
