@@ -3,20 +3,15 @@ package images_test
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 
-	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/cubo-dev/cubo/images"
 )
@@ -56,15 +51,7 @@ func bombLayer(t *testing.T, n int64, files bool) []byte {
 // full, with no layer and nothing in tmp left, and the store must then load an honest
 // image. Pulled layers go through the same unpacker.
 func TestLayerBombs(t *testing.T) {
-	requireRoot(t)
-	fsDir := t.TempDir()
-	if err := unix.Mount("tmpfs", fsDir, "tmpfs", 0, "size=64m,nr_inodes=4096,mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs for the store: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(fsDir, unix.MNT_DETACH) })
-	s, err := images.New(filepath.Join(fsDir, "root"), images.WithRetries(0))
-	must(t, err)
-	ctx := context.Background()
+	s, fsDir := smallStore(t)
 	for _, c := range []struct {
 		name  string
 		layer []byte
@@ -86,48 +73,12 @@ func TestLayerBombs(t *testing.T) {
 			archive := makeTar(t, []entry{{name: "index.json", typ: tar.TypeReg, body: string(idx)},
 				blobMember(man), blobMember(cfg), blobMember(blob)})
 
-			var st unix.Statfs_t
-			must(t, unix.Statfs(fsDir, &st))
-			minBytes, minFiles := st.Bavail, st.Ffree
-			stop, done := make(chan struct{}), make(chan struct{})
-			go func() {
-				defer close(done)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					var st unix.Statfs_t
-					if unix.Statfs(fsDir, &st) == nil {
-						minBytes, minFiles = min(minBytes, st.Bavail), min(minFiles, st.Ffree)
-					}
-				}
-			}()
-			_, err := s.Load(ctx, bytes.NewReader(archive))
-			close(stop)
-			<-done
-			t.Logf("refused: %v; lowest free: %d KiB, %d inodes", err, minBytes*uint64(st.Bsize)>>10, minFiles)
-			if !errdefs.IsResourceExhausted(err) {
-				t.Fatalf("want ResourceExhausted, got %v", err)
-			}
-			if strings.ContainsAny(err.Error(), "\r\n") {
-				t.Errorf("error is not one line: %q", err)
-			}
-			// The reserve is 5% of the 64 MiB and of the 4096 inodes; one write may pass it.
-			if minBytes*uint64(st.Bsize) < 2<<20 || minFiles < 150 {
-				t.Fatalf("the filesystem came down to %d bytes, %d inodes free", minBytes*uint64(st.Bsize), minFiles)
-			}
+			loadRefusedForSpace(t, s, fsDir, archive)
 			if names := layerNames(t, s); len(names) != 0 {
 				t.Errorf("layer dirs left: %v", names)
 			}
 			assertNoTmpLeftovers(t, s)
 		})
 	}
-	m := newMiniImage(t, "mini:1", "after layer bombs")
-	imgs, err := s.Load(ctx, bytes.NewReader(gz(t, makeTar(t, m.oci()))))
-	must(t, err)
-	if len(imgs) != 1 || imgs[0].Name != m.name {
-		t.Fatalf("loaded %+v", imgs)
-	}
+	loadMini(t, s, "after layer bombs")
 }

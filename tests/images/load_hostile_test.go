@@ -533,16 +533,8 @@ func TestLoadHostileArchives(t *testing.T) {
 				t.Fatalf("loaded %+v", imgs)
 			}
 		}
-		layout := filepath.Join(sharedImages, "busybox-1.38.0-musl-amd64.oci")
-		if _, err := os.Stat(layout); err != nil {
-			t.Skipf("busybox OCI layout not available (%v): the honest load of a real image is not checked", err)
-		}
-		imgs, err := w.load(t, gz(t, tarDir(t, layout)))
-		must(t, err)
-		if len(imgs) != 1 || imgs[0].Name != "busybox:1.38.0-musl" {
-			t.Fatalf("loaded %+v", imgs)
-		}
-		dirs, err := w.s.LayerDirs(ctx, imgs[0])
+		img := loadBusybox(t, func(a []byte) ([]*images.Image, error) { return w.load(t, gz(t, a)) })
+		dirs, err := w.s.LayerDirs(ctx, img)
 		must(t, err)
 		if _, err := os.Stat(filepath.Join(dirs[0], "bin", "busybox")); err != nil {
 			t.Fatalf("busybox layer: %v", err)
@@ -604,14 +596,7 @@ func zstdBytes(t *testing.T, b []byte) []byte {
 // sampler watches free space and inodes throughout), leave nothing behind, and the store
 // must then load honest archives.
 func TestLoadBombs(t *testing.T) {
-	requireRoot(t)
-	fsDir := t.TempDir()
-	if err := unix.Mount("tmpfs", fsDir, "tmpfs", 0, "size=64m,nr_inodes=4096,mode=0700"); err != nil {
-		t.Skipf("cannot mount a tmpfs for the store: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(fsDir, unix.MNT_DETACH) })
-	s, err := images.New(filepath.Join(fsDir, "root"), images.WithRetries(0))
-	must(t, err)
+	s, fsDir := smallStore(t)
 	ctx := context.Background()
 
 	const zeros = 256 << 20
@@ -619,7 +604,7 @@ func TestLoadBombs(t *testing.T) {
 	// A 40 MiB layer of zeros, referenced by a manifest that tells its true digest.
 	layerSize := int64(40 << 20)
 	h := digest.SHA256.Digester()
-	_, err = io.CopyN(h.Hash(), zeroReader{}, layerSize)
+	_, err := io.CopyN(h.Hash(), zeroReader{}, layerSize)
 	must(t, err)
 	bigLayer := h.Digest()
 	cfg, _ := json.Marshal(ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
@@ -652,37 +637,7 @@ func TestLoadBombs(t *testing.T) {
 			var st unix.Statfs_t
 			must(t, unix.Statfs(fsDir, &st))
 			baseBytes, baseFiles := st.Bavail, st.Ffree
-			minBytes, minFiles := st.Bavail, st.Ffree
-			stop := make(chan struct{})
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					var st unix.Statfs_t
-					if unix.Statfs(fsDir, &st) == nil {
-						minBytes, minFiles = min(minBytes, st.Bavail), min(minFiles, st.Ffree)
-					}
-				}
-			}()
-			_, err := s.Load(ctx, bytes.NewReader(c.archive))
-			close(stop)
-			<-done
-			t.Logf("refused: %v; lowest free: %d KiB, %d inodes", err, minBytes*uint64(st.Bsize)>>10, minFiles)
-			if !errdefs.IsResourceExhausted(err) {
-				t.Fatalf("want ResourceExhausted, got %v", err)
-			}
-			if strings.ContainsAny(err.Error(), "\r\n") {
-				t.Errorf("error is not one line: %q", err)
-			}
-			// The reserve is 5% of the 64 MiB and of the 4096 inodes; one write may pass it.
-			if minBytes*uint64(st.Bsize) < 2<<20 || minFiles < 150 {
-				t.Fatalf("the filesystem came down to %d bytes, %d inodes free", minBytes*uint64(st.Bsize), minFiles)
-			}
+			loadRefusedForSpace(t, s, fsDir, c.archive)
 			assertNoTmpLeftovers(t, s)
 			ents, _ := os.ReadDir(filepath.Join(s.Root(), "tmp", "unpack"))
 			for _, e := range ents {
@@ -698,21 +653,8 @@ func TestLoadBombs(t *testing.T) {
 		})
 	}
 
-	m := newMiniImage(t, "mini:1", "after bombs")
-	imgs, err := s.Load(ctx, bytes.NewReader(gz(t, makeTar(t, m.oci()))))
-	must(t, err)
-	if len(imgs) != 1 || imgs[0].Name != m.name {
-		t.Fatalf("loaded %+v", imgs)
-	}
-	layout := filepath.Join(sharedImages, "busybox-1.38.0-musl-amd64.oci")
-	if _, err := os.Stat(layout); err != nil {
-		t.Skipf("busybox OCI layout not available (%v): the honest load of a real image is not checked", err)
-	}
-	imgs, err = s.Load(ctx, bytes.NewReader(tarDir(t, layout)))
-	must(t, err)
-	if len(imgs) != 1 || imgs[0].Name != "busybox:1.38.0-musl" {
-		t.Fatalf("loaded %+v", imgs)
-	}
+	loadMini(t, s, "after bombs")
+	loadBusybox(t, func(a []byte) ([]*images.Image, error) { return s.Load(ctx, bytes.NewReader(a)) })
 }
 
 // TestLoadKilledLeavesCollectableDir kills `cubo load` while it extracts: the half
@@ -765,4 +707,85 @@ func TestLoadKilledLeavesCollectableDir(t *testing.T) {
 	if _, err := os.Stat(leftover); err == nil {
 		t.Fatalf("gc left %s", leftover)
 	}
+}
+
+// smallStore is a store on a 64 MiB tmpfs with 4096 inodes, for bombs to fill; it
+// returns the store and the tmpfs's mount point.
+func smallStore(t *testing.T) (*images.Store, string) {
+	t.Helper()
+	requireRoot(t)
+	fsDir := t.TempDir()
+	if err := unix.Mount("tmpfs", fsDir, "tmpfs", 0, "size=64m,nr_inodes=4096,mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs for the store: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(fsDir, unix.MNT_DETACH) })
+	s, err := images.New(filepath.Join(fsDir, "root"), images.WithRetries(0))
+	must(t, err)
+	return s, fsDir
+}
+
+// loadRefusedForSpace loads archive into s, a smallStore, while a sampler watches the
+// filesystem at fsDir: the load must fail with a one-line ResourceExhausted before the
+// filesystem comes down to 2 MiB or 150 inodes free.
+func loadRefusedForSpace(t *testing.T, s *images.Store, fsDir string, archive []byte) {
+	t.Helper()
+	var st unix.Statfs_t
+	must(t, unix.Statfs(fsDir, &st))
+	minBytes, minFiles := st.Bavail, st.Ffree
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var st unix.Statfs_t
+			if unix.Statfs(fsDir, &st) == nil {
+				minBytes, minFiles = min(minBytes, st.Bavail), min(minFiles, st.Ffree)
+			}
+		}
+	}()
+	_, err := s.Load(context.Background(), bytes.NewReader(archive))
+	close(stop)
+	<-done
+	t.Logf("refused: %v; lowest free: %d KiB, %d inodes", err, minBytes*uint64(st.Bsize)>>10, minFiles)
+	if !errdefs.IsResourceExhausted(err) {
+		t.Fatalf("want ResourceExhausted, got %v", err)
+	}
+	if strings.ContainsAny(err.Error(), "\r\n") {
+		t.Errorf("error is not one line: %q", err)
+	}
+	// The reserve is 5% of the 64 MiB and of the 4096 inodes; one write may pass it.
+	if minBytes*uint64(st.Bsize) < 2<<20 || minFiles < 150 {
+		t.Fatalf("the filesystem came down to %d bytes, %d inodes free", minBytes*uint64(st.Bsize), minFiles)
+	}
+}
+
+// loadMini loads a fresh mini image into s, as an honest archive after hostile ones.
+func loadMini(t *testing.T, s *images.Store, salt string) {
+	t.Helper()
+	m := newMiniImage(t, "mini:1", salt)
+	imgs, err := s.Load(context.Background(), bytes.NewReader(gz(t, makeTar(t, m.oci()))))
+	must(t, err)
+	if len(imgs) != 1 || imgs[0].Name != m.name {
+		t.Fatalf("loaded %+v", imgs)
+	}
+}
+
+// loadBusybox archives the shared busybox OCI layout, loads it with load and returns
+// the image; it skips the test when the layout is absent.
+func loadBusybox(t *testing.T, load func(archive []byte) ([]*images.Image, error)) *images.Image {
+	t.Helper()
+	layout := filepath.Join(sharedImages, "busybox-1.38.0-musl-amd64.oci")
+	if _, err := os.Stat(layout); err != nil {
+		t.Skipf("busybox OCI layout not available (%v): the honest load of a real image is not checked", err)
+	}
+	imgs, err := load(tarDir(t, layout))
+	must(t, err)
+	if len(imgs) != 1 || imgs[0].Name != "busybox:1.38.0-musl" {
+		t.Fatalf("loaded %+v", imgs)
+	}
+	return imgs[0]
 }

@@ -249,12 +249,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 // gzLayer gzips a tar into a layer.
 func gzLayer(t *testing.T, tarBytes []byte) testLayer {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	_, err := zw.Write(tarBytes)
-	must(t, err)
-	must(t, zw.Close())
-	return testLayer{blob: buf.Bytes(), mt: ocispec.MediaTypeImageLayerGzip, diffID: digest.FromBytes(tarBytes)}
+	return testLayer{blob: gz(t, tarBytes), mt: ocispec.MediaTypeImageLayerGzip, diffID: digest.FromBytes(tarBytes)}
 }
 
 // fileLayer reads a gzip rootfs tarball from shared/images as a layer, skipping the
