@@ -62,26 +62,13 @@ func fuzzLinkTarget(b []byte, outside string) string {
 func buildFuzzTar(spec []byte, outside string) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	next := func() byte {
-		if len(spec) == 0 {
-			return 0
-		}
-		c := spec[0]
-		spec = spec[1:]
-		return c
-	}
-	take := func(n int) []byte {
-		n = min(n, len(spec))
-		b := spec[:n]
-		spec = spec[n:]
-		return b
-	}
-	for n := 0; len(spec) > 0 && n < 32; n++ {
-		typ := fuzzEntryTypes[int(next())%len(fuzzEntryTypes)]
-		name := fuzzName(take(int(next()%6)+1), outside)
-		link := fuzzLinkTarget(take(int(next()%6)), outside)
-		modeByte := next()
-		size := int64(next() % 64)
+	in := fuzzBytes(spec)
+	for n := 0; len(in) > 0 && n < 32; n++ {
+		typ := fuzzEntryTypes[int(in.next())%len(fuzzEntryTypes)]
+		name := fuzzName(in.take(int(in.next()%6)+1), outside)
+		link := fuzzLinkTarget(in.take(int(in.next()%6)), outside)
+		modeByte := in.next()
+		size := int64(in.next() % 64)
 		h := &tar.Header{Name: name, Typeflag: typ, Mode: int64(modeByte)<<4 | 0o600, ModTime: time.Unix(1700000000, 0),
 			Uid: int(modeByte % 3), Gid: int(modeByte % 5)}
 		switch typ {
@@ -248,4 +235,23 @@ func FuzzApplyTar(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// fuzzBytes hands out the fuzzer's bytes, one or a few at a time; zeros once spent.
+type fuzzBytes []byte
+
+func (b *fuzzBytes) next() byte {
+	if len(*b) == 0 {
+		return 0
+	}
+	c := (*b)[0]
+	*b = (*b)[1:]
+	return c
+}
+
+func (b *fuzzBytes) take(n int) []byte {
+	n = min(n, len(*b))
+	out := (*b)[:n]
+	*b = (*b)[n:]
+	return out
 }

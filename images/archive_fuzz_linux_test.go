@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +20,8 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/cubo-dev/cubo/internal/tartest"
 )
 
 // fuzzImage is a one-layer image whose pieces the archive fuzzer puts in members, so that
@@ -84,28 +85,15 @@ func (fi *fuzzImage) fuzzArchiveName(b []byte, outside string) string {
 // length and link bytes, and a body byte (one of fi's pieces). Headers tar.Writer refuses
 // are skipped.
 func (fi *fuzzImage) buildFuzzArchive(spec []byte, outside string) []byte {
-	next := func() byte {
-		if len(spec) == 0 {
-			return 0
-		}
-		c := spec[0]
-		spec = spec[1:]
-		return c
-	}
-	take := func(n int) []byte {
-		n = min(n, len(spec))
-		b := spec[:n]
-		spec = spec[n:]
-		return b
-	}
-	compression := next() % 3
+	in := fuzzBytes(spec)
+	compression := in.next() % 3
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for n := 0; len(spec) > 0 && n < 32; n++ {
-		typ := fuzzArchiveTypes[int(next())%len(fuzzArchiveTypes)]
-		name := fi.fuzzArchiveName(take(int(next()%6)+1), outside)
-		link := fi.fuzzArchiveName(take(int(next()%6)), outside)
-		body := fi.bodies[int(next())%len(fi.bodies)]
+	for n := 0; len(in) > 0 && n < 32; n++ {
+		typ := fuzzArchiveTypes[int(in.next())%len(fuzzArchiveTypes)]
+		name := fi.fuzzArchiveName(in.take(int(in.next()%6)+1), outside)
+		link := fi.fuzzArchiveName(in.take(int(in.next()%6)), outside)
+		body := fi.bodies[int(in.next())%len(fi.bodies)]
 		h := &tar.Header{Name: name, Typeflag: typ, Mode: 0o644, ModTime: time.Unix(1700000000, 0)}
 		switch typ {
 		case tar.TypeSymlink, tar.TypeLink:
@@ -158,43 +146,6 @@ func fuzzTar(ms ...fuzzMember) []byte {
 	}
 	_ = tw.Close()
 	return buf.Bytes()
-}
-
-// fuzzSparse is a PAX sparse member of realsize bytes, all hole, which tar.Writer cannot
-// write: the header blocks are made by hand.
-func fuzzSparse(name string, realsize int64) []byte {
-	block := func(name string, typ byte, size int64) []byte {
-		b := make([]byte, 512)
-		copy(b, name)
-		copy(b[100:], "0000644\x00")
-		copy(b[124:], fmt.Sprintf("%011o\x00", size))
-		b[156] = typ
-		copy(b[257:], "ustar\x0000")
-		copy(b[148:156], "        ")
-		sum := 0
-		for _, c := range b {
-			sum += int(c)
-		}
-		copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
-		return b
-	}
-	rec := func(k, v string) string {
-		n := len(k) + len(v) + 3
-		for {
-			s := strconv.Itoa(n) + " " + k + "=" + v + "\n"
-			if len(s) == n {
-				return s
-			}
-			n = len(s)
-		}
-	}
-	pax := rec("GNU.sparse.major", "1") + rec("GNU.sparse.minor", "0") + rec("GNU.sparse.name", name) +
-		rec("GNU.sparse.realsize", strconv.FormatInt(realsize, 10))
-	out := block("PaxHeaders.0/"+name, tar.TypeXHeader, int64(len(pax)))
-	out = append(out, append([]byte(pax), make([]byte, 512-len(pax)%512)...)...)
-	out = append(out, block("GNUSparseFile.0/"+name, tar.TypeReg, 512)...)
-	out = append(out, append([]byte("0\n"), make([]byte, 510)...)...)
-	return append(out, make([]byte, 1024)...)
 }
 
 // pathsBelow lists the paths below dir (not their content: dir mtimes change as temp
@@ -277,7 +228,7 @@ func FuzzExtractArchive(f *testing.F) {
 	_ = zw.Close()
 	f.Add(gz.Bytes(), false)
 	f.Add(gz.Bytes()[:gz.Len()/2], false)
-	f.Add(fuzzSparse("index.json", 1<<40), false)
+	f.Add(tartest.SparseBomb("index.json", 1<<40), false)
 	f.Add([]byte("not an archive"), false)
 	f.Add([]byte{}, false)
 	for _, s := range [][]byte{

@@ -12,13 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/cubo-dev/cubo/images"
+	"github.com/cubo-dev/cubo/internal/tartest"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -149,54 +149,6 @@ func tarDir(t *testing.T, dir string) []byte {
 	must(t, err)
 	must(t, tw.Close())
 	return buf.Bytes()
-}
-
-// rawUstar is one ustar header block, for members tar.Writer refuses to write.
-func rawUstar(name string, typ byte, size int64) []byte {
-	b := make([]byte, 512)
-	copy(b[0:100], name)
-	copy(b[100:], "0000644\x00")
-	copy(b[108:], "0000000\x00")
-	copy(b[116:], "0000000\x00")
-	copy(b[124:], fmt.Sprintf("%011o\x00", size))
-	copy(b[136:], "14540000000\x00")
-	b[156] = typ
-	copy(b[257:], "ustar\x0000")
-	copy(b[148:156], "        ")
-	sum := 0
-	for _, c := range b {
-		sum += int(c)
-	}
-	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
-	return b
-}
-
-func padBlock(b []byte) []byte {
-	if r := len(b) % 512; r != 0 {
-		b = append(b, make([]byte, 512-r)...)
-	}
-	return b
-}
-
-// sparseBomb is a PAX (GNU 1.0) sparse member claiming realsize bytes, all hole: a few
-// kilobytes of archive that archive/tar expands to realsize zeros.
-func sparseBomb(name string, realsize int64) []byte {
-	rec := func(k, v string) string {
-		n := len(k) + len(v) + 3
-		for {
-			s := strconv.Itoa(n) + " " + k + "=" + v + "\n"
-			if len(s) == n {
-				return s
-			}
-			n = len(s)
-		}
-	}
-	pax := rec("GNU.sparse.major", "1") + rec("GNU.sparse.minor", "0") + rec("GNU.sparse.name", name) +
-		rec("GNU.sparse.realsize", strconv.FormatInt(realsize, 10))
-	out := append(rawUstar("PaxHeaders.0/"+name, tar.TypeXHeader, int64(len(pax))), padBlock([]byte(pax))...)
-	out = append(out, rawUstar("GNUSparseFile.0/"+name, tar.TypeReg, 512)...)
-	out = append(out, padBlock([]byte("0\n"))...)
-	return append(out, make([]byte, 1024)...)
 }
 
 // loadWorld is one store used by every hostile load, with a sentinel dir beside the
@@ -336,7 +288,7 @@ func TestLoadHostileArchives(t *testing.T) {
 	upAll := strings.Repeat("../", 40) + strings.TrimPrefix(sentinel, "/")
 	hugeJSON := `{"schemaVersion":2,"manifests":[],"x":"` + strings.Repeat(" ", 9<<20) + `"}`
 	hugeList := "[" + strings.Repeat(" ", 9<<20) + "]"
-	sparse := sparseBomb("index.json", 1<<40)
+	sparse := tartest.SparseBomb("index.json", 1<<40)
 	gzSparse := gz(t, sparse)
 	chain := func(n int, last string) []entry {
 		var es []entry
