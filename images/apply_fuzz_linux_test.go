@@ -25,7 +25,14 @@ var fuzzEntryTypes = []byte{tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeL
 // confinement: "..", ".", absolute prefixes pointing at the sentinel dir, whiteouts,
 // names reused by earlier entries (so symlinks get walked through).
 func fuzzName(b []byte, outside string) string {
-	comps := []string{"a", "b", "..", ".", "l", "d", ".wh.a", ".wh..wh..opq", ".wh..wh.plnk", ".wh..", "", "../..", "sentinel", "//", "a/b", ".wh.l"}
+	return fuzzPath(b, outside, layerComps)
+}
+
+var layerComps = []string{"a", "b", "..", ".", "l", "d", ".wh.a", ".wh..wh..opq", ".wh..wh.plnk", ".wh..", "", "../..", "sentinel", "//", "a/b", ".wh.l"}
+
+// fuzzPath joins the components the fuzzer's bytes pick from comps; a first byte of 250
+// or more starts at the sentinel dir outside, 249 at "/".
+func fuzzPath(b []byte, outside string, comps []string) string {
 	var parts []string
 	for i, c := range b {
 		switch {

@@ -64,20 +64,8 @@ var fuzzArchiveTypes = []byte{tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.Ty
 // fuzzArchiveName builds a member name or link target from the names a load looks up, the
 // dirs above them, and escapes aimed at the sentinel dir outside.
 func (fi *fuzzImage) fuzzArchiveName(b []byte, outside string) string {
-	comps := []string{"index.json", "manifest.json", "blobs", "sha256", fi.hexes[0], fi.hexes[1], fi.hexes[2],
-		"..", ".", "a", "l", "", "../../../..", "config.json", "layer.tar", "oci-layout", "sentinel", "\n"}
-	var parts []string
-	for i, c := range b {
-		switch {
-		case i == 0 && c >= 250:
-			parts = append(parts, outside)
-		case i == 0 && c == 249:
-			parts = append(parts, "/")
-		default:
-			parts = append(parts, comps[int(c)%len(comps)])
-		}
-	}
-	return strings.Join(parts, "/")
+	return fuzzPath(b, outside, []string{"index.json", "manifest.json", "blobs", "sha256", fi.hexes[0], fi.hexes[1], fi.hexes[2],
+		"..", ".", "a", "l", "", "../../../..", "config.json", "layer.tar", "oci-layout", "sentinel", "\n"})
 }
 
 // buildFuzzArchive turns the fuzzer's bytes into an archive: the first byte picks plain,
